@@ -1,0 +1,29 @@
+"""hfgen: the classic deep generative models as Hugging Face citizens.
+
+Public API:
+    - `train(model, **flags)`: the one training loop (`hfgen train MODEL` in Python).
+    - `load_pipeline(path_or_repo_id)`: the right pipeline for any hfgen output folder.
+    - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets.
+    - `make_scheduler(name, config)`, `UnconditionalDiffusionPipeline`: sample with any diffusers scheduler.
+"""
+
+__version__ = "0.1.0"
+
+from hfgen.data.images import load_image_dataset  # noqa: E402
+from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
+from hfgen.pipelines import UnconditionalDiffusionPipeline, load_pipeline, make_scheduler  # noqa: E402
+from hfgen.training import train  # noqa: E402
+
+__all__ = [
+    "CheckpointError",
+    "DatasetError",
+    "HfgenError",
+    "TrainingDivergedError",
+    "UnconditionalDiffusionPipeline",
+    "UnknownNameError",
+    "__version__",
+    "load_image_dataset",
+    "load_pipeline",
+    "make_scheduler",
+    "train",
+]

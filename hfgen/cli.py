@@ -1,0 +1,149 @@
+"""The `hfgen` command line: thin wrappers that parse arguments and call the library.
+
+    hfgen train MODEL [flags]        train through the one loop (`hfgen train ddpm --help` lists every flag)
+    hfgen sample OUTPUT_DIR [flags]  sample a trained folder with any diffusers scheduler, write a grid PNG
+
+Errors hfgen raises on purpose (bad paths, empty data, unknown names, corrupt checkpoints, NaN loss) are printed as
+one line ``hfgen: error: ...`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+USAGE = """usage: hfgen <command> [args]
+
+commands:
+  train MODEL [flags]        train a model (models: {models}); `hfgen train MODEL --help` lists the flags
+  sample OUTPUT_DIR [flags]  sample a trained folder; `hfgen sample --help` lists the flags
+"""
+
+
+class CommandLineError(Exception):
+    """A usage error found by hfgen itself (printed as one line, exit code 2)."""
+
+
+def _fail(message: str) -> None:
+    print(f"hfgen: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _train(argv: list[str]) -> None:
+    from transformers import HfArgumentParser
+
+    from hfgen.training.arguments import DataArguments, TrainingArguments
+    from hfgen.training.objectives import OBJECTIVES, get_objective
+    from hfgen.training.trainer import train
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: hfgen train MODEL [flags]\n\nmodels: {', '.join(sorted(OBJECTIVES))}\n"
+              "`hfgen train MODEL --help` lists every flag of MODEL.")
+        if not argv:
+            sys.exit(2)
+        return
+    objective = get_objective(argv[0])
+    classes = [DataArguments, TrainingArguments]
+    if objective.arguments_class is not None:
+        classes.append(objective.arguments_class)
+    parser = HfArgumentParser(classes, prog=f"hfgen train {objective.name}")
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=argv[1:])
+    except ValueError as err:  # raised by the dataclasses' __post_init__ checks
+        raise CommandLineError(str(err)) from None
+    model_args = parsed[2] if len(parsed) > 2 else None
+    train(objective, parsed[0], parsed[1], model_args)
+
+
+def _sample_parser() -> argparse.ArgumentParser:
+    from hfgen.pipelines.scheduling import scheduler_names
+
+    parser = argparse.ArgumentParser(
+        prog="hfgen sample", description="Sample a trained hfgen folder (or Hub repo) and write an image grid."
+    )
+    parser.add_argument("output_dir", help="A trained output folder or a Hub repo id.")
+    parser.add_argument("--num_images", type=int, default=16, help="Number of images to sample.")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help=f"Swap the scheduler: {', '.join(scheduler_names())}, or a diffusers class name. Default: as trained.",
+    )
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="Sampling steps (diffusion models).")
+    parser.add_argument("--batch_size", type=int, default=64, help="Images per network batch.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise.")
+    parser.add_argument("--output", default=None, help="Grid PNG path. Default: OUTPUT_DIR/samples/<scheduler>-<K>.png")
+    parser.add_argument("--save_images", default=None, help="Also write each image as a PNG into this folder.")
+    return parser
+
+
+def _sample(argv: list[str]) -> None:
+    import torch
+
+    from hfgen.pipelines import load_pipeline
+    from hfgen.pipelines.sampling import sample_images
+    from hfgen.plotting import save_image_grid
+
+    args = _sample_parser().parse_args(argv)
+    if args.num_images <= 0:
+        raise CommandLineError(f"--num_images must be positive, got {args.num_images}")
+    if args.num_inference_steps is not None and args.num_inference_steps <= 0:
+        raise CommandLineError(f"--num_inference_steps must be positive, got {args.num_inference_steps}")
+    pipeline = load_pipeline(args.output_dir)
+    start = time.perf_counter()
+    result = sample_images(
+        pipeline,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+        num_inference_steps=args.num_inference_steps,
+        batch_size=args.batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    seconds = time.perf_counter() - start
+    output = args.output
+    if output is None:
+        folder = args.output_dir if os.path.isdir(args.output_dir) else "."
+        output = os.path.join(folder, "samples", f"{result.scheduler_name}-{result.num_inference_steps}steps.png")
+    save_image_grid(result.images, output)
+    if args.save_images:
+        from hfgen.data.images import tensor_to_pil
+
+        os.makedirs(args.save_images, exist_ok=True)
+        for i, image in enumerate(tensor_to_pil(result.images * 2 - 1)):
+            image.save(os.path.join(args.save_images, f"{i:05d}.png"))
+    print(f"wrote {output}: {args.num_images} images, scheduler {result.scheduler_name}, "
+          f"{result.num_inference_steps} steps")
+    print(f"network evaluations per image: {result.network_evaluations}")
+    print(f"time: {seconds:.2f} s, {args.num_images / seconds:.2f} images per second")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `hfgen` console script and `python -m hfgen`."""
+    from hfgen.errors import HfgenError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": _train, "sample": _sample}
+    if not argv or argv[0] in ("-h", "--help"):
+        from hfgen.training.objectives import OBJECTIVES
+
+        print(USAGE.format(models=", ".join(sorted(OBJECTIVES))))
+        sys.exit(0 if argv else 2)
+    if argv[0] in ("-V", "--version"):
+        from hfgen import __version__
+
+        print(f"hfgen {__version__}")
+        return
+    if argv[0] not in commands:
+        _fail(f"unknown command {argv[0]!r}; commands: {', '.join(commands)}")
+    try:
+        commands[argv[0]](argv[1:])
+    except (HfgenError, CommandLineError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        print("hfgen: interrupted; the last complete checkpoint stays loadable.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

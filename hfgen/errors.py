@@ -1,0 +1,21 @@
+"""Exceptions that hfgen raises for bad input; the command line prints them as one line and exits with code 2."""
+
+
+class HfgenError(Exception):
+    """Base class of every error hfgen raises on purpose. Its message names the problem and the fix."""
+
+
+class DatasetError(HfgenError, ValueError):
+    """A data source is missing, empty, unreadable or has the wrong shape."""
+
+
+class CheckpointError(HfgenError):
+    """A checkpoint or output folder is missing, incomplete or corrupt."""
+
+
+class TrainingDivergedError(HfgenError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class UnknownNameError(HfgenError, ValueError):
+    """An unknown model, scheduler or metric name; the message lists the valid ones."""

@@ -1,0 +1,106 @@
+"""Swapping diffusers schedulers at sampling time, and a DDPM pipeline that honours every scheduler's scaling.
+
+diffusers' stock `DDPMPipeline` neither multiplies the initial noise by ``scheduler.init_noise_sigma`` nor calls
+``scheduler.scale_model_input``; both are identities for DDPM, DDIM, PNDM, DPM-Solver(++), UniPC and DEIS, but not
+for the sigma-parameterised (Karras/k-diffusion) schedulers such as Euler, Heun or LMS. `UnconditionalDiffusionPipeline`
+is `DDPMPipeline` with those two calls added, so any diffusers scheduler samples correctly from a DDPM folder.
+"""
+
+from __future__ import annotations
+
+import diffusers
+import torch
+from diffusers import DDPMPipeline
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from hfgen.errors import UnknownNameError
+
+# short name -> (diffusers scheduler class, extra config)
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "ddpm": ("DDPMScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver"}),
+    "dpmsolver-singlestep": ("DPMSolverSinglestepScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "kdpm2": ("KDPM2DiscreteScheduler", {}),
+    "kdpm2-ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
+}
+
+
+def scheduler_names() -> list[str]:
+    """The short scheduler names `hfgen sample --scheduler` accepts (any diffusers scheduler class name works too)."""
+    return list(SCHEDULERS)
+
+
+def make_scheduler(name: str, config):
+    """Build scheduler ``name`` from another scheduler's ``config`` with ``from_config``.
+
+    Args:
+        name (`str`): a short name (``"ddim"``, ``"dpmsolver++"``, ``"euler"``, ...; see `SCHEDULERS`) or a diffusers
+            scheduler class name (``"DDIMScheduler"``).
+        config: the trained scheduler's config (``pipeline.scheduler.config``).
+
+    Raises:
+        UnknownNameError: for an unknown name; the message lists the valid ones.
+    """
+    class_name, extra = SCHEDULERS.get(name.lower(), (name, {}))
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not class_name.endswith("Scheduler"):
+        raise UnknownNameError(
+            f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)} or a diffusers scheduler class name"
+        )
+    return cls.from_config(config, **extra)
+
+
+class UnconditionalDiffusionPipeline(DDPMPipeline):
+    """`diffusers.DDPMPipeline` that works with every diffusers scheduler.
+
+    Identical to the stock pipeline for DDPM/DDIM (same noise, same calls); for sigma-parameterised schedulers it
+    scales the initial noise by ``scheduler.init_noise_sigma`` and the UNet input with ``scheduler.scale_model_input``.
+
+    Parameters:
+        unet (`UNet2DModel`): the denoiser.
+        scheduler (`SchedulerMixin`): any diffusers noise scheduler.
+    """
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 1000,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        """Sample ``batch_size`` images.
+
+        Returns:
+            `ImagePipelineOutput` whose ``images`` are PIL images, a `(B, H, W, C)` float array in [0, 1]
+            (``output_type="np"``), or a `(B, C, H, W)` tensor in [0, 1] (``"pt"``).
+        """
+        config = self.unet.config
+        size = config.sample_size
+        shape = (batch_size, config.in_channels, *((size, size) if isinstance(size, int) else size))
+        image = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
+        self.scheduler.set_timesteps(num_inference_steps)
+        image = image * self.scheduler.init_noise_sigma
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(image, t)
+            model_output = self.unet(model_input, t).sample
+            image = self.scheduler.step(model_output, t, image, generator=generator).prev_sample
+        image = (image / 2 + 0.5).clamp(0, 1)
+        if output_type != "pt":
+            image = image.cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                image = self.numpy_to_pil(image)
+        if not return_dict:
+            return (image,)
+        return ImagePipelineOutput(images=image)

@@ -1,0 +1,105 @@
+"""Image grids and loss curves saved as PNG (matplotlib with the Agg backend; no display needed)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def make_image_grid(images, nrow: int | None = None, padding: int = 1, scale: int | None = None) -> Image.Image:
+    """Tile images into one PIL image.
+
+    Args:
+        images: a `torch.Tensor` or `np.ndarray` of shape `(B, C, H, W)` (tensor) or `(B, H, W, C)` (array) with
+            values in [0, 1], or a list of PIL images of one size.
+        nrow (`int`, *optional*): images per row; default ``ceil(sqrt(B))``.
+        padding (`int`): pixels of white between images (in the unscaled image).
+        scale (`int`, *optional*): nearest-neighbour upscaling factor; default makes each tile at least 64 px.
+
+    Returns:
+        `PIL.Image.Image` in mode ``L`` (one channel) or ``RGB``.
+
+    Raises:
+        ValueError: for an empty batch or an unsupported shape.
+    """
+    if isinstance(images, list):
+        if not images:
+            raise ValueError("make_image_grid needs at least one image")
+        array = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+    elif isinstance(images, torch.Tensor):
+        array = images.detach().float().cpu().numpy()
+        if array.ndim != 4:
+            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(array.shape)}")
+        array = array.transpose(0, 2, 3, 1)
+    else:
+        array = np.asarray(images, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[0] == 0 or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected a non-empty batch of 1- or 3-channel images, got shape {array.shape}")
+    array = array[..., :3]
+    count, height, width, channels = array.shape
+    nrow = nrow or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / nrow)
+    grid = np.ones((rows * (height + padding) + padding, nrow * (width + padding) + padding, channels), np.float32)
+    for index in range(count):
+        r, c = divmod(index, nrow)
+        top, left = padding + r * (height + padding), padding + c * (width + padding)
+        grid[top : top + height, left : left + width] = array[index]
+    grid = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+    image = Image.fromarray(grid[..., 0] if channels == 1 else grid)
+    scale = scale or max(1, math.ceil(64 / max(height, width)))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    return image
+
+
+def save_image_grid(images, path: str, nrow: int | None = None, scale: int | None = None) -> str:
+    """`make_image_grid` then save as PNG at ``path`` (parent folders created). Returns ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    make_image_grid(images, nrow=nrow, scale=scale).save(path)
+    return path
+
+
+def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str, title: str = "Training loss") -> str:
+    """Plot each named series of ``(step, value)`` pairs (raw, faint, and a moving average) into a PNG.
+
+    Returns ``path``. Series with no points are skipped; an empty history still writes an (empty) figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, points in history.items():
+        if not points:
+            continue
+        steps = np.array([p[0] for p in points])
+        values = np.array([p[1] for p in points], dtype=np.float64)
+        line = ax.plot(steps, values, alpha=0.25, linewidth=0.8)[0]
+        window = max(1, len(values) // 50)
+        if window > 1:
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1 :], smooth, color=line.get_color(), label=f"{name} (moving average, {window})")
+        else:
+            line.set_alpha(1.0)
+            line.set_label(name)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    values_all = [v for points in history.values() for _, v in points]
+    if values_all and all(v > 0 for v in values_all):
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,166 @@
+"""Command-line arguments of `hfgen train`, as dataclasses parsed by `transformers.HfArgumentParser`.
+
+Flag names follow diffusers' ``examples/unconditional_image_generation/train_unconditional.py``. A field whose
+default is ``None`` and whose help says "family default" is filled in by the model family's objective
+(`hfgen.training.objectives`) before training; `training_args.json` records the resolved value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "piecewise_constant",
+)
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LOGGERS = ("tensorboard", "none")
+
+
+@dataclass
+class DataArguments:
+    """Where the training images come from and how they are preprocessed."""
+
+    dataset_name: str = field(
+        default="digits",
+        metadata={
+            "help": "'digits' (embedded scikit-learn scans, the default), a local path, or a Hub data set name "
+            "(needs the network)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration name."})
+    train_data_dir: str | None = field(
+        default=None,
+        metadata={"help": "A local image folder, a .npy array (N, H, W[, C]) or a save_to_disk folder."},
+    )
+    image_column: str = field(default="image", metadata={"help": "The column holding the images."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
+    resolution: int | None = field(
+        default=None,
+        metadata={"help": "Training image size in pixels (square). Family default (DDPM on digits: 16)."},
+    )
+    center_crop: bool = field(
+        default=True, metadata={"help": "Resize the shorter side to --resolution, then centre crop."}
+    )
+    random_flip: bool = field(default=False, metadata={"help": "Flip images left-right at random."})
+    num_channels: int | None = field(
+        default=None, metadata={"help": "1 (greyscale) or 3 (RGB); inferred from the first image when unset."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training images (for quick runs)."}
+    )
+
+    def __post_init__(self):
+        if self.resolution is not None and self.resolution <= 0:
+            raise ValueError(f"--resolution must be a positive number of pixels, got {self.resolution}")
+        if self.num_channels is not None and self.num_channels not in (1, 3):
+            raise ValueError(f"--num_channels must be 1 (greyscale) or 3 (RGB), got {self.num_channels}")
+        if self.max_train_samples is not None and self.max_train_samples <= 0:
+            raise ValueError(f"--max_train_samples must be positive, got {self.max_train_samples}")
+        if self.train_data_dir is not None and not os.path.exists(os.path.expanduser(self.train_data_dir)):
+            raise ValueError(f"--train_data_dir {self.train_data_dir} does not exist")
+
+
+@dataclass
+class TrainingArguments:
+    """What the one training loop (`hfgen.training.trainer.train`) does, whatever the model family."""
+
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder. Default: outputs/<model>-<dataset>."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Train from scratch even if OUTPUT_DIR holds a trained model."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of weights, data order and noise."})
+    train_batch_size: int = field(default=64, metadata={"help": "Batch size per process."})
+    max_train_steps: int | None = field(
+        default=None, metadata={"help": "Optimiser steps to train for. Family default (DDPM on digits: 2000)."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches whose gradients are summed before one optimiser step."}
+    )
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate. Family default (DDPM: 1e-3)."}
+    )
+    lr_scheduler: str = field(
+        default="cosine", metadata={"help": f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}."}
+    )
+    lr_warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps of the schedule."})
+    adam_beta1: float = field(default=0.95, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
+    adam_weight_decay: float = field(default=1e-6, metadata={"help": "AdamW weight decay."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: float | None = field(
+        default=1.0, metadata={"help": "Clip the gradient norm to this value (0 or unset: no clipping)."}
+    )
+    use_ema: bool = field(
+        default=False,
+        metadata={"help": "Keep an exponential moving average of the weights; it is what is saved and sampled."},
+    )
+    ema_inv_gamma: float = field(default=1.0, metadata={"help": "EMA warm-up inverse gamma."})
+    ema_power: float = field(default=0.75, metadata={"help": "EMA warm-up power."})
+    ema_max_decay: float = field(default=0.999, metadata={"help": "Maximum EMA decay."})
+    mixed_precision: str = field(
+        default="no", metadata={"help": "'no', 'fp16' (GPU) or 'bf16'. Passed to accelerate."}
+    )
+    checkpointing_steps: int = field(
+        default=500, metadata={"help": "Save a resumable checkpoint (accelerator.save_state) every N steps."}
+    )
+    checkpoints_total_limit: int | None = field(
+        default=3, metadata={"help": "Keep at most this many checkpoints (oldest deleted first)."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or a checkpoint folder to resume from, at the exact step."}
+    )
+    save_images_steps: int = field(default=500, metadata={"help": "Write a sample grid to samples/ every N steps."})
+    num_sample_images: int = field(default=16, metadata={"help": "Images in each periodic sample grid."})
+    logger: str = field(default="tensorboard", metadata={"help": "'tensorboard' (into OUTPUT_DIR/logs) or 'none'."})
+    logging_steps: int = field(default=10, metadata={"help": "Log scalars to the tracker every N steps."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the trained folder to the Hub at the end."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository, e.g. user/ddpm-digits."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_token: str | None = field(
+        default=None, metadata={"help": "Hub token (else the logged-in one). Never written anywhere."}
+    )
+
+    def __post_init__(self):
+        for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "save_images_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.max_train_steps is not None and self.max_train_steps <= 0:
+            raise ValueError(f"--max_train_steps must be a positive integer, got {self.max_train_steps}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"--lr_scheduler {self.lr_scheduler!r} is unknown; choose one of {', '.join(LR_SCHEDULERS)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}")
+        if self.logger not in LOGGERS:
+            raise ValueError(f"--logger must be one of {', '.join(LOGGERS)}, got {self.logger!r}")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            raise ValueError("--checkpoints_total_limit must be at least 1")
+        if self.num_sample_images < 1:
+            raise ValueError("--num_sample_images must be at least 1")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits)")
+
+
+SECRET_FIELDS = ("hub_token",)
+
+
+def arguments_to_dict(*dataclass_instances) -> dict:
+    """Merge argument dataclasses into one JSON-serialisable dict, leaving out secrets (the Hub token)."""
+    merged = {}
+    for instance in dataclass_instances:
+        for key, value in dataclasses.asdict(instance).items():
+            if key in SECRET_FIELDS:
+                continue
+            merged[key] = list(value) if isinstance(value, tuple) else value
+    return merged

@@ -1,0 +1,103 @@
+"""The interface between a model family and the one training loop (`hfgen.training.trainer`).
+
+An objective says only what is specific to its family: which argument dataclass it adds to the command line, its
+defaults, how to build the trainable model(s), the loss of one batch, the pipeline to save, how to draw the
+periodic sample grid and what goes into its model card. The loop owns everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TrainingContext:
+    """What an objective learns about the run before it builds its models.
+
+    Attributes:
+        data_args (`DataArguments`), training_args (`TrainingArguments`), model_args: the parsed arguments,
+            with family defaults resolved.
+        num_channels (`int`): channels of the training images (1 or 3).
+        resolution (`int`): their height and width in pixels.
+        num_train_images (`int`): size of the training set.
+        dataset_label (`str`): a short name of the data source, for model cards.
+        num_processes (`int`): processes training together.
+        num_parameters (`int`): trainable parameters (set once the models are built).
+        final_loss (`float`, *optional*): the last logged loss (set at the end of training).
+    """
+
+    data_args: Any
+    training_args: Any
+    model_args: Any
+    num_channels: int
+    resolution: int
+    num_train_images: int
+    dataset_label: str
+    num_processes: int = 1
+    num_parameters: int = 0
+    final_loss: float | None = None
+
+
+class Objective:
+    """Base class of every family's objective. Subclasses override the methods that raise `NotImplementedError`.
+
+    Class attributes:
+        name (`str`): the model name on the command line (``hfgen train NAME``).
+        arguments_class (`type`): a dataclass of family-specific flags, parsed with the loop's own.
+        defaults (`dict`): values for loop/data fields left at ``None`` (e.g. ``resolution``, ``learning_rate``).
+        model_card_template (`str`): file name of the Jinja template in ``model_cards/``.
+        ema_model (`str`): the key of the model in `build_models` that `--use_ema` averages.
+    """
+
+    name: str = ""
+    arguments_class: type | None = None
+    defaults: dict[str, Any] = {}
+    model_card_template: str = ""
+    ema_model: str = ""
+    pipeline_tag: str = "unconditional-image-generation"
+    tags: tuple[str, ...] = ()
+
+    def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
+        """Return the trainable models by name (the loop prepares, checkpoints and saves them)."""
+        raise NotImplementedError
+
+    def create_optimizers(self, models: dict[str, torch.nn.Module], context: TrainingContext) -> list:
+        """One AdamW over all trainable parameters, with the loop's ``--adam_*`` flags. Override for GANs."""
+        args = context.training_args
+        params = [p for model in models.values() for p in model.parameters() if p.requires_grad]
+        return [
+            torch.optim.AdamW(
+                params,
+                lr=args.learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2),
+                weight_decay=args.adam_weight_decay,
+                eps=args.adam_epsilon,
+            )
+        ]
+
+    def compute_loss(
+        self, models: dict[str, torch.nn.Module], images: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The scalar loss of one batch and extra scalars to log.
+
+        Args:
+            models: the prepared (possibly DDP-wrapped) models from `build_models`.
+            images (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): in [-1, 1].
+            generator (`torch.Generator`): the only source of randomness to use (makes resuming exact).
+        """
+        raise NotImplementedError
+
+    def build_pipeline(self, models: dict[str, torch.nn.Module]):
+        """A `DiffusionPipeline` holding the (unwrapped, EMA when used) models, ready for ``save_pretrained``."""
+        raise NotImplementedError
+
+    def sample_images(self, pipeline, num_images: int, generator: torch.Generator) -> torch.Tensor:
+        """Draw ``num_images`` samples for the periodic grid: `(num_images, C, H, W)` floats in [0, 1]."""
+        raise NotImplementedError
+
+    def model_card_context(self, context: TrainingContext) -> dict[str, Any]:
+        """Extra variables for the model card template."""
+        return {}

@@ -1,0 +1,163 @@
+"""DDPM (Ho et al. 2020, "Denoising Diffusion Probabilistic Models") in the one training loop.
+
+The denoiser is diffusers' own `UNet2DModel`, the noise schedule diffusers' `DDPMScheduler`; the saved folder is a
+stock `DDPMPipeline` (loadable with `DDPMPipeline.from_pretrained` and `DDIMPipeline.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from hfgen.training.objectives.base import Objective, TrainingContext
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+@dataclass
+class DDPMArguments:
+    """DDPM-specific flags (names as in diffusers' train_unconditional.py)."""
+
+    ddpm_num_steps: int = field(default=1000, metadata={"help": "Number of diffusion steps T in training."})
+    ddpm_beta_schedule: str = field(
+        default="linear", metadata={"help": f"Noise schedule: {', '.join(BETA_SCHEDULES)}."}
+    )
+    prediction_type: str = field(
+        default="epsilon", metadata={"help": f"What the UNet predicts: {', '.join(PREDICTION_TYPES)}."}
+    )
+    model_config_name_or_path: str | None = field(
+        default=None, metadata={"help": "A UNet2DModel config.json (or a folder holding one) instead of the flags."}
+    )
+    block_out_channels: list[int] = field(
+        default_factory=lambda: [32, 64, 64], metadata={"help": "UNet channels per resolution level."}
+    )
+    layers_per_block: int = field(default=1, metadata={"help": "ResNet layers per UNet block."})
+    attention_levels: list[int] = field(
+        default_factory=lambda: [1],
+        metadata={"help": "Indices of the UNet levels that get self-attention (the mid block always has it)."},
+    )
+    norm_num_groups: int = field(default=8, metadata={"help": "GroupNorm groups in the UNet."})
+    sample_num_inference_steps: int = field(
+        default=50, metadata={"help": "DDIM steps used for the periodic sample grids during training."}
+    )
+
+    def __post_init__(self):
+        if self.ddpm_beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(
+                f"--ddpm_beta_schedule {self.ddpm_beta_schedule!r} is unknown; choose {', '.join(BETA_SCHEDULES)}"
+            )
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"--prediction_type {self.prediction_type!r} is unknown; choose {', '.join(PREDICTION_TYPES)}"
+            )
+        if self.ddpm_num_steps < 2:
+            raise ValueError(f"--ddpm_num_steps must be at least 2, got {self.ddpm_num_steps}")
+        if not self.block_out_channels or any(c <= 0 or c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(
+                f"--block_out_channels {self.block_out_channels} must be positive multiples of "
+                f"--norm_num_groups {self.norm_num_groups}"
+            )
+        if any(not 0 <= i < len(self.block_out_channels) for i in self.attention_levels):
+            raise ValueError(f"--attention_levels {self.attention_levels} must index --block_out_channels")
+        if self.model_config_name_or_path is not None and not os.path.exists(self.model_config_name_or_path):
+            raise ValueError(f"--model_config_name_or_path {self.model_config_name_or_path} does not exist")
+
+
+def unet_config_from_args(args: DDPMArguments, resolution: int, num_channels: int) -> dict:
+    """The `UNet2DModel` config for ``args`` (or the one read from ``--model_config_name_or_path``).
+
+    ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data.
+
+    Raises:
+        ValueError: when the resolution cannot be halved once per UNet level.
+    """
+    if args.model_config_name_or_path is not None:
+        path = args.model_config_name_or_path
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        with open(path) as handle:
+            config = json.load(handle)
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
+    else:
+        levels = len(args.block_out_channels)
+        down = ["AttnDownBlock2D" if i in args.attention_levels else "DownBlock2D" for i in range(levels)]
+        up = [b.replace("Down", "Up") for b in reversed(down)]
+        config = {
+            "layers_per_block": args.layers_per_block,
+            "block_out_channels": list(args.block_out_channels),
+            "down_block_types": down,
+            "up_block_types": up,
+            "norm_num_groups": args.norm_num_groups,
+        }
+    levels = len(config.get("block_out_channels", [1, 1, 1, 1]))
+    if resolution % (2 ** (levels - 1)):
+        raise ValueError(
+            f"--resolution {resolution} must be divisible by 2^{levels - 1} for a UNet with {levels} levels"
+        )
+    config.update(sample_size=resolution, in_channels=num_channels, out_channels=num_channels)
+    return config
+
+
+class DDPMObjective(Objective):
+    """Noise-prediction (or v / sample prediction) MSE on a uniformly drawn timestep, as in Ho et al. 2020."""
+
+    name = "ddpm"
+    arguments_class = DDPMArguments
+    defaults = {"resolution": 16, "max_train_steps": 2000, "learning_rate": 1e-3}
+    model_card_template = "ddpm.md"
+    ema_model = "unet"
+    tags = ("ddpm", "diffusion", "unconditional-image-generation")
+
+    def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
+        args = context.model_args
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=args.ddpm_num_steps,
+            beta_schedule=args.ddpm_beta_schedule,
+            prediction_type=args.prediction_type,
+        )
+        self.sample_num_inference_steps = args.sample_num_inference_steps
+        config = unet_config_from_args(args, context.resolution, context.num_channels)
+        return {"unet": UNet2DModel(**config)}
+
+    def compute_loss(self, models, images, generator):
+        scheduler = self.noise_scheduler
+        noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), generator=generator)
+        timesteps = timesteps.to(images.device)
+        noisy = scheduler.add_noise(images, noise, timesteps)
+        prediction = models["unet"](noisy, timesteps).sample
+        if scheduler.config.prediction_type == "epsilon":
+            target = noise
+        elif scheduler.config.prediction_type == "sample":
+            target = images
+        else:
+            target = scheduler.get_velocity(images, noise, timesteps)
+        loss = F.mse_loss(prediction.float(), target.float())
+        return loss, {}
+
+    def build_pipeline(self, models):
+        return DDPMPipeline(unet=models["unet"], scheduler=self.noise_scheduler)
+
+    def sample_images(self, pipeline, num_images, generator):
+        ddim = DDPMPipeline(unet=pipeline.unet, scheduler=DDIMScheduler.from_config(pipeline.scheduler.config))
+        ddim.set_progress_bar_config(disable=True)
+        return ddim(
+            batch_size=num_images,
+            generator=generator,
+            num_inference_steps=self.sample_num_inference_steps,
+            output_type="pt",
+        ).images  # output_type="pt": (B, C, H, W) in [0, 1]
+
+    def model_card_context(self, context: TrainingContext) -> dict:
+        args = context.model_args
+        return {
+            "ddpm_num_steps": args.ddpm_num_steps,
+            "ddpm_beta_schedule": args.ddpm_beta_schedule,
+            "prediction_type": args.prediction_type,
+        }

@@ -1,0 +1,555 @@
+"""THE training loop of hfgen: every model family trains here, through its objective (`training/objectives/`).
+
+The loop owns what is common to all families, once: seeding, the `accelerate.Accelerator` (multi-process, mixed
+precision), the in-memory data order, gradient accumulation, gradient clipping, the learning-rate schedule
+(`diffusers.optimization.get_scheduler`), EMA (`diffusers.training_utils.EMAModel`), atomic
+`accelerator.save_state` checkpoints with rotation and exact resumption, NaN/inf detection, tensorboard logging,
+the tqdm bar, periodic sample grids, ``loss.png``, ``training_args.json``, the final ``save_pretrained``, the model
+card and ``--push_to_hub``.
+
+Exact resumption: the data order of epoch ``e`` and the noise of micro-batch ``i`` are drawn from generators seeded
+by ``(seed, e)`` and ``(seed, i, process)``, so they do not depend on how many steps ran before; optimiser, LR
+schedule and EMA state are restored from the checkpoint. On CPU a run resumed at step k therefore ends with the same
+weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError
+from hfgen.training.arguments import DataArguments, TrainingArguments, arguments_to_dict
+from hfgen.training.objectives import Objective, get_objective
+from hfgen.training.objectives.base import TrainingContext
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "checkpoint-"
+TMP_PREFIX = ".tmp-"
+TRAINER_STATE = "trainer_state.json"
+
+
+def derived_seed(*keys: int | str) -> int:
+    """A 63-bit seed derived from integers and strings with `numpy.random.SeedSequence` (stable everywhere)."""
+    entropy = [k % (1 << 64) if isinstance(k, int) else int.from_bytes(str(k).encode(), "little") for k in keys]
+    low, high = np.random.SeedSequence(entropy).generate_state(2, np.uint32).tolist()
+    return ((high << 32) | low) & ((1 << 63) - 1)
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """Complete checkpoint folders in ``OUTPUT_DIR/checkpoints``, oldest (lowest step) first.
+
+    A folder counts only when named ``checkpoint-N`` and holding ``trainer_state.json`` (written last), so a
+    half-written checkpoint (``.tmp-checkpoint-N``) is never picked.
+    """
+    root = os.path.join(output_dir, CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        suffix = name[len(CHECKPOINT_PREFIX) :]
+        if name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit():
+            if os.path.isfile(os.path.join(root, name, TRAINER_STATE)):
+                found.append((int(suffix), os.path.join(root, name)))
+    return [path for _, path in sorted(found)]
+
+
+@dataclass
+class TrainingResult:
+    """What `train` returns.
+
+    Attributes:
+        output_dir (`str`): the trained folder.
+        global_step (`int`): optimiser steps done.
+        loss_history (`dict`): series name -> list of ``(step, value)``.
+        train_seconds (`float`): wall-clock seconds of this run's loop.
+    """
+
+    output_dir: str
+    global_step: int
+    loss_history: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
+def parse_train_kwargs(objective: Objective, kwargs: dict):
+    """Split keyword arguments into ``(DataArguments, TrainingArguments, <family arguments>)``.
+
+    Raises:
+        TypeError: for a keyword that no dataclass has.
+    """
+    classes = [DataArguments, TrainingArguments] + ([objective.arguments_class] if objective.arguments_class else [])
+    buckets = [{} for _ in classes]
+    for key, value in kwargs.items():
+        for bucket, cls in zip(buckets, classes):
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                bucket[key] = value
+                break
+        else:
+            raise TypeError(f"unknown training argument {key!r} for model {objective.name!r}")
+    instances = [cls(**bucket) for cls, bucket in zip(classes, buckets)]
+    if objective.arguments_class is None:
+        instances.append(None)
+    return tuple(instances)
+
+
+def _resolve_defaults(objective: Objective, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    for key, value in objective.defaults.items():
+        for args in (data_args, training_args):
+            if hasattr(args, key) and getattr(args, key) is None:
+                setattr(args, key, value)
+
+
+def _dataset_label(data_args: DataArguments) -> str:
+    if data_args.train_data_dir:
+        return os.path.splitext(os.path.basename(os.path.normpath(data_args.train_data_dir)))[0]
+    name = data_args.dataset_name or "digits"
+    return os.path.basename(os.path.normpath(name)) if os.path.exists(name) else name
+
+
+def _scalars(config: dict) -> dict:
+    return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
+
+
+def train(
+    model: str | Objective,
+    data_args: DataArguments | None = None,
+    training_args: TrainingArguments | None = None,
+    model_args=None,
+    **kwargs,
+) -> TrainingResult:
+    """Train a model family with the one loop and save it in the hfgen output-folder contract.
+
+    Either pass the three argument dataclasses or plain keyword arguments (any flag of `hfgen train`), e.g.
+    ``train("ddpm", output_dir="out", max_train_steps=20)``.
+
+    Args:
+        model (`str` or `Objective`): a model name (``"ddpm"``, ...) or an objective instance.
+        data_args (`DataArguments`), training_args (`TrainingArguments`), model_args: parsed arguments.
+
+    Returns:
+        `TrainingResult` with the output folder, steps done and loss history.
+
+    Raises:
+        UnknownNameError: unknown model name. DatasetError: unusable data. CheckpointError: a corrupt or missing
+        checkpoint, or an output folder holding checkpoints of an earlier run. TrainingDivergedError: NaN/inf loss.
+    """
+    objective = get_objective(model) if isinstance(model, str) else model
+    if data_args is None and training_args is None and model_args is None:
+        data_args, training_args, model_args = parse_train_kwargs(objective, kwargs)
+    elif kwargs:
+        raise TypeError("pass either argument dataclasses or keyword arguments, not both")
+    data_args = data_args or DataArguments()
+    training_args = training_args or TrainingArguments()
+    if model_args is None and objective.arguments_class is not None:
+        model_args = objective.arguments_class()
+    _resolve_defaults(objective, data_args, training_args)
+    if training_args.output_dir is None:
+        training_args.output_dir = os.path.join("outputs", f"{objective.name}-{_dataset_label(data_args)}")
+    return _Trainer(objective, data_args, training_args, model_args).run()
+
+
+class _Trainer:
+    def __init__(self, objective: Objective, data_args: DataArguments, training_args: TrainingArguments, model_args):
+        self.objective = objective
+        self.data_args = data_args
+        self.args = training_args
+        self.model_args = model_args
+        self.output_dir = os.path.abspath(training_args.output_dir)
+        self.history: dict[str, list[tuple[int, float]]] = {"loss": []}
+
+    # ------------------------------------------------------------------ set-up
+    def _make_accelerator(self):
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+
+        project_config = ProjectConfiguration(
+            project_dir=self.output_dir, logging_dir=os.path.join(self.output_dir, "logs")
+        )
+        try:
+            return Accelerator(
+                mixed_precision=self.args.mixed_precision,
+                log_with=None if self.args.logger == "none" else self.args.logger,
+                project_config=project_config,
+            )
+        except (ValueError, RuntimeError) as err:
+            raise HfgenError(f"cannot set up accelerate with --mixed_precision {self.args.mixed_precision}: {err}")
+
+    def _check_output_dir(self):
+        existing = list_checkpoints(self.output_dir)
+        if existing and self.args.resume_from_checkpoint is None:
+            if not self.args.overwrite_output_dir:
+                raise CheckpointError(
+                    f"{self.output_dir} holds checkpoints of an earlier run ({os.path.basename(existing[-1])}); "
+                    "pass --resume_from_checkpoint latest to continue it or --overwrite_output_dir to start over"
+                )
+            if self.accelerator.is_main_process:
+                shutil.rmtree(os.path.join(self.output_dir, CHECKPOINTS_DIR))
+
+    def _load_data(self):
+        from hfgen.data.images import images_to_tensor, load_image_dataset
+
+        data = self.data_args
+        with self.accelerator.main_process_first():
+            dataset = load_image_dataset(
+                dataset_name=data.dataset_name,
+                train_data_dir=data.train_data_dir,
+                split="train",
+                dataset_config_name=data.dataset_config_name,
+                cache_dir=data.cache_dir,
+                image_column=data.image_column,
+            )
+            images, _ = images_to_tensor(
+                dataset,
+                resolution=data.resolution,
+                num_channels=data.num_channels,
+                center_crop=data.center_crop,
+                max_samples=data.max_train_samples,
+                show_progress=self.accelerator.is_main_process and len(dataset) > 5000,
+            )
+        global_batch = self.args.train_batch_size * self.accelerator.num_processes
+        if len(images) < global_batch:
+            raise DatasetError(
+                f"the data set has {len(images)} images, fewer than one batch of {global_batch} "
+                f"(--train_batch_size {self.args.train_batch_size} x {self.accelerator.num_processes} processes); "
+                "lower --train_batch_size or add images"
+            )
+        self.images = images
+        self.batches_per_epoch = len(images) // global_batch
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def _batch(self, micro_index: int) -> torch.Tensor:
+        epoch, position = divmod(micro_index, self.batches_per_epoch)
+        if epoch not in self._permutations:
+            self._permutations = {
+                epoch: torch.randperm(
+                    len(self.images),
+                    generator=torch.Generator().manual_seed(derived_seed(self.args.seed, "epoch", epoch)),
+                )
+            }
+        size = self.args.train_batch_size
+        start = position * size * self.accelerator.num_processes + self.accelerator.process_index * size
+        indices = self._permutations[epoch][start : start + size]
+        return self.images[indices].to(self.accelerator.device)
+
+    def _noise_generator(self, micro_index: int) -> torch.Generator:
+        seed = derived_seed(self.args.seed, "noise", micro_index, self.accelerator.process_index)
+        return torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------- checkpoints
+    def _register_ema_hooks(self):
+        accelerator, ema, ema_key = self.accelerator, self.ema, self.objective.ema_model
+
+        def save_hook(models, weights, output_dir):
+            if accelerator.is_main_process:
+                ema.save_pretrained(os.path.join(output_dir, "ema", ema_key))
+
+        def load_hook(models, input_dir):
+            from diffusers.training_utils import EMAModel
+
+            path = os.path.join(input_dir, "ema", ema_key)
+            if not os.path.isdir(path):
+                raise CheckpointError(f"{input_dir} has no EMA weights ({path}); resume without --use_ema")
+            loaded = EMAModel.from_pretrained(path, type(self.unwrapped[ema_key]))
+            ema.load_state_dict(loaded.state_dict())
+            ema.to(accelerator.device)
+
+        accelerator.register_save_state_pre_hook(save_hook)
+        accelerator.register_load_state_pre_hook(load_hook)
+
+    def _save_checkpoint(self, step: int):
+        accelerator = self.accelerator
+        root = os.path.join(self.output_dir, CHECKPOINTS_DIR)
+        final = os.path.join(root, f"{CHECKPOINT_PREFIX}{step}")
+        tmp = os.path.join(root, f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}")
+        if accelerator.is_main_process:
+            os.makedirs(root, exist_ok=True)
+            for name in os.listdir(root):
+                if name.startswith(TMP_PREFIX):
+                    shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(tmp)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state = {"global_step": step, "loss_history": self.history, "seed": self.args.seed}
+            with open(os.path.join(tmp, TRAINER_STATE), "w") as handle:
+                json.dump(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            limit = self.args.checkpoints_total_limit
+            if limit is not None:
+                for old in list_checkpoints(self.output_dir)[:-limit]:
+                    shutil.rmtree(old, ignore_errors=True)
+            self.last_checkpoint = final
+        accelerator.wait_for_everyone()
+
+    def _resume(self) -> int:
+        request = self.args.resume_from_checkpoint
+        if request is None:
+            return 0
+        if request == "latest":
+            found = list_checkpoints(self.output_dir)
+            if not found:
+                logger.warning("No checkpoint in %s; starting a new training run.", self.output_dir)
+                self.accelerator.print(f"No checkpoint in {self.output_dir}/checkpoints; starting a new training run.")
+                return 0
+            path = found[-1]
+        else:
+            path = os.path.abspath(request)
+            if not os.path.isdir(path):
+                candidate = os.path.join(self.output_dir, CHECKPOINTS_DIR, request)
+                if not os.path.isdir(candidate):
+                    raise CheckpointError(f"checkpoint {request} does not exist; use 'latest' or a checkpoint folder")
+                path = candidate
+        state_path = os.path.join(path, TRAINER_STATE)
+        try:
+            with open(state_path) as handle:
+                state = json.load(handle)
+            step = int(state["global_step"])
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"checkpoint {path} is incomplete ({err}); resume from an earlier checkpoint")
+        try:
+            self.accelerator.load_state(path)
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or does not match this model ({type(err).__name__}: {err}); "
+                "resume from an earlier checkpoint-N or start over with --overwrite_output_dir"
+            ) from None
+        self.history = {k: [tuple(p) for p in v] for k, v in state.get("loss_history", {}).items()} or self.history
+        self.last_checkpoint = path
+        self.accelerator.print(f"Resumed from {path} at step {step}.")
+        return step
+
+    # ----------------------------------------------------------------- outputs
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """Temporarily swap the EMA weights into the EMA'd model (no-op without --use_ema)."""
+        if self.ema is None:
+            yield
+            return
+        params = list(self.unwrapped[self.objective.ema_model].parameters())
+        self.ema.store(params)
+        self.ema.copy_to(params)
+        try:
+            yield
+        finally:
+            self.ema.restore(params)
+
+    def _save_sample_grid(self, step: int):
+        from hfgen.plotting import save_image_grid
+
+        for model in self.unwrapped.values():
+            model.eval()
+        with self._ema_weights(), torch.no_grad():
+            pipeline = self.objective.build_pipeline(self.unwrapped)
+            generator = torch.Generator().manual_seed(derived_seed(self.args.seed, "samples"))
+            images = self.objective.sample_images(pipeline, self.args.num_sample_images, generator)
+        for model in self.unwrapped.values():
+            model.train()
+        path = os.path.join(self.output_dir, "samples", f"step-{step:06d}.png")
+        save_image_grid(images, path)
+        self.last_grid = path
+
+    def _finish(self, step: int, seconds: float):
+        from hfgen.hub import push_to_hub, write_model_card
+        from hfgen.plotting import plot_loss_curves
+
+        if self.last_grid is None or not self.last_grid.endswith(f"step-{step:06d}.png"):
+            self._save_sample_grid(step)
+        for model in self.unwrapped.values():
+            model.eval()
+        with self._ema_weights():
+            pipeline = self.objective.build_pipeline(self.unwrapped)
+            pipeline.save_pretrained(self.output_dir, safe_serialization=True)
+        if self.history.get("loss"):
+            self.context.final_loss = self.history["loss"][-1][1]
+        plot_loss_curves(self.history, os.path.join(self.output_dir, "loss.png"), title=f"{self.objective.name} loss")
+        write_model_card(self.objective, self.context, self.output_dir, step=step, train_seconds=seconds,
+                         sample_grid=os.path.relpath(self.last_grid, self.output_dir))
+        if self.args.push_to_hub:
+            push_to_hub(self.output_dir, self.args.hub_model_id, token=self.args.hub_token,
+                        private=self.args.hub_private_repo)
+
+    # -------------------------------------------------------------------- loop
+    def run(self) -> TrainingResult:
+        from accelerate.utils import set_seed
+        from diffusers.optimization import get_scheduler
+        from tqdm.auto import tqdm
+
+        args = self.args
+        self.accelerator = accelerator = self._make_accelerator()
+        self._check_output_dir()
+        self.last_checkpoint = None
+        self.last_grid = None
+        self._load_data()
+        context = self.context = TrainingContext(
+            data_args=self.data_args,
+            training_args=args,
+            model_args=self.model_args,
+            num_channels=self.images.shape[1],
+            resolution=self.images.shape[-1],
+            num_train_images=len(self.images),
+            dataset_label=_dataset_label(self.data_args),
+            num_processes=accelerator.num_processes,
+        )
+        set_seed(args.seed)
+        models = self.objective.build_models(context)
+        context.num_parameters = sum(p.numel() for m in models.values() for p in m.parameters())
+        optimizers = self.objective.create_optimizers(models, context)
+        schedulers = [
+            get_scheduler(
+                args.lr_scheduler,
+                optimizer=optimizer,
+                num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                num_training_steps=args.max_train_steps * accelerator.num_processes,
+            )
+            for optimizer in optimizers
+        ]
+        self.ema = None
+        if args.use_ema:
+            from diffusers.training_utils import EMAModel
+
+            ema_model = models[self.objective.ema_model]
+            self.ema = EMAModel(
+                ema_model.parameters(),
+                decay=args.ema_max_decay,
+                use_ema_warmup=True,
+                inv_gamma=args.ema_inv_gamma,
+                power=args.ema_power,
+                model_cls=type(ema_model),
+                model_config=ema_model.config,
+            )
+        names = list(models)
+        prepared = accelerator.prepare(*models.values(), *optimizers, *schedulers)
+        models = dict(zip(names, prepared[: len(names)]))
+        optimizers = list(prepared[len(names) : len(names) + len(optimizers)])
+        schedulers = list(prepared[len(names) + len(optimizers) :])
+        self.unwrapped = {name: accelerator.unwrap_model(m) for name, m in models.items()}
+        if self.ema is not None:
+            self.ema.to(accelerator.device)
+            self._register_ema_hooks()
+
+        if accelerator.is_main_process:
+            os.makedirs(self.output_dir, exist_ok=True)
+            config = {"model": self.objective.name, **arguments_to_dict(self.data_args, args)}
+            if self.model_args is not None:
+                config.update(arguments_to_dict(self.model_args))
+            config["num_processes"] = accelerator.num_processes
+            with open(os.path.join(self.output_dir, "training_args.json"), "w") as handle:
+                json.dump(config, handle, indent=2, sort_keys=True)
+            if args.logger != "none":
+                accelerator.init_trackers(f"hfgen-{self.objective.name}", config=_scalars(config))
+
+        global_step = self._resume()
+        params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+        accumulation = args.gradient_accumulation_steps
+        accelerator.print(
+            f"Training {self.objective.name} on {len(self.images)} images "
+            f"({context.num_channels}x{context.resolution}x{context.resolution}) for {args.max_train_steps} steps, "
+            f"batch {args.train_batch_size} x {accelerator.num_processes} process(es) x {accumulation} accumulation"
+        )
+        progress = tqdm(
+            total=args.max_train_steps,
+            initial=global_step,
+            desc=f"Training {self.objective.name}",
+            disable=not accelerator.is_local_main_process,
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        for model in models.values():
+            model.train()
+        while global_step < args.max_train_steps:
+            step_loss = torch.zeros((), device=accelerator.device)
+            extras: dict[str, float] = {}
+            for micro in range(accumulation):
+                index = global_step * accumulation + micro
+                images = self._batch(index)
+                generator = self._noise_generator(index)
+                if self.data_args.random_flip:
+                    from hfgen.data.images import random_hflip
+
+                    images = random_hflip(images, generator)
+                with contextlib.ExitStack() as stack:
+                    if micro < accumulation - 1:
+                        for m in models.values():
+                            stack.enter_context(accelerator.no_sync(m))
+                    with accelerator.autocast():
+                        loss, logs = self.objective.compute_loss(models, images, generator)
+                    accelerator.backward(loss / accumulation)
+                step_loss += loss.detach().float() / accumulation
+                for key, value in logs.items():
+                    extras[key] = extras.get(key, 0.0) + float(value) / accumulation
+            mean_loss = accelerator.gather(step_loss.reshape(1)).mean().item()
+            grad_norm = None
+            if math.isfinite(mean_loss) and args.max_grad_norm:
+                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                grad_norm = float(grad_norm) if grad_norm is not None else None
+            if not math.isfinite(mean_loss) or (grad_norm is not None and not math.isfinite(grad_norm)):
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                progress.close()
+                what = f"loss {mean_loss}" if not math.isfinite(mean_loss) else f"gradient norm {grad_norm}"
+                where = (
+                    f"the last good checkpoint {self.last_checkpoint} is intact (resume with "
+                    "--resume_from_checkpoint latest and a lower --learning_rate)"
+                    if self.last_checkpoint
+                    else "no checkpoint was written yet"
+                )
+                accelerator.end_training()
+                raise TrainingDivergedError(
+                    f"training diverged at step {global_step + 1}: {what}; {where}; try a lower --learning_rate "
+                    f"(now {args.learning_rate:g})"
+                )
+            for optimizer in optimizers:
+                optimizer.step()
+            for scheduler in schedulers:
+                scheduler.step()
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.step(models[self.objective.ema_model].parameters())
+            global_step += 1
+            self.history["loss"].append((global_step, mean_loss))
+            lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
+            postfix = {"loss": f"{mean_loss:.4f}", "lr": f"{lr:.2e}"}
+            progress.set_postfix(postfix, refresh=False)
+            progress.update(1)
+            if global_step % args.logging_steps == 0 and args.logger != "none":
+                scalars = {"loss": mean_loss, "lr": lr, **extras}
+                if grad_norm is not None:
+                    scalars["grad_norm"] = grad_norm
+                if self.ema is not None:
+                    scalars["ema_decay"] = self.ema.cur_decay_value
+                accelerator.log(scalars, step=global_step)
+            if global_step % args.checkpointing_steps == 0:
+                self._save_checkpoint(global_step)
+            if accelerator.is_main_process and (
+                global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
+            ):
+                self._save_sample_grid(global_step)
+        progress.close()
+        seconds = time.perf_counter() - start
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            self._finish(global_step, seconds)
+            accelerator.print(f"Saved the trained pipeline to {self.output_dir} ({seconds:.0f} s of training).")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return TrainingResult(self.output_dir, global_step, self.history, seconds)

@@ -1,0 +1,1 @@
+"""Jinja model-card templates, one per model family (installed as the package data `hfgen.model_cards`)."""
