@@ -39,8 +39,10 @@ def _train(argv: list[str]) -> None:
     from hfgen.training.trainer import train
 
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: hfgen train MODEL [flags]\n\nmodels: {', '.join(sorted(OBJECTIVES))}\n"
-              "`hfgen train MODEL --help` lists every flag of MODEL.")
+        print(
+            f"usage: hfgen train MODEL [flags]\n\nmodels: {', '.join(sorted(OBJECTIVES))}\n"
+            "`hfgen train MODEL --help` lists every flag of MODEL."
+        )
         if not argv:
             sys.exit(2)
         return
@@ -73,7 +75,9 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_inference_steps", type=int, default=None, help="Sampling steps (diffusion models).")
     parser.add_argument("--batch_size", type=int, default=64, help="Images per network batch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise.")
-    parser.add_argument("--output", default=None, help="Grid PNG path. Default: OUTPUT_DIR/samples/<scheduler>-<K>.png")
+    parser.add_argument(
+        "--output", default=None, help="Grid PNG path. Default: OUTPUT_DIR/samples/<scheduler>-<K>.png"
+    )
     parser.add_argument("--save_images", default=None, help="Also write each image as a PNG into this folder.")
     return parser
 
@@ -112,8 +116,10 @@ def _sample(argv: list[str]) -> None:
         os.makedirs(args.save_images, exist_ok=True)
         for i, image in enumerate(tensor_to_pil(result.images * 2 - 1)):
             image.save(os.path.join(args.save_images, f"{i:05d}.png"))
-    print(f"wrote {output}: {args.num_images} images, scheduler {result.scheduler_name}, "
-          f"{result.num_inference_steps} steps")
+    print(
+        f"wrote {output}: {args.num_images} images, scheduler {result.scheduler_name}, "
+        f"{result.num_inference_steps} steps"
+    )
     print(f"network evaluations per image: {result.network_evaluations}")
     print(f"time: {seconds:.2f} s, {args.num_images / seconds:.2f} images per second")
 

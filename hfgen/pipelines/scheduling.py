@@ -8,6 +8,8 @@ is `DDPMPipeline` with those two calls added, so any diffusers scheduler samples
 
 from __future__ import annotations
 
+import inspect
+
 import diffusers
 import torch
 from diffusers import DDPMPipeline
@@ -92,10 +94,13 @@ class UnconditionalDiffusionPipeline(DDPMPipeline):
         image = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
         image = image * self.scheduler.init_noise_sigma
+        step_kwargs = {}
+        if "generator" in inspect.signature(self.scheduler.step).parameters:
+            step_kwargs["generator"] = generator
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(image, t)
             model_output = self.unet(model_input, t).sample
-            image = self.scheduler.step(model_output, t, image, generator=generator).prev_sample
+            image = self.scheduler.step(model_output, t, image, **step_kwargs).prev_sample
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).numpy()

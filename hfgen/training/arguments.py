@@ -139,7 +139,9 @@ class TrainingArguments:
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
         if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"--lr_scheduler {self.lr_scheduler!r} is unknown; choose one of {', '.join(LR_SCHEDULERS)}")
+            raise ValueError(
+                f"--lr_scheduler {self.lr_scheduler!r} is unknown; choose one of {', '.join(LR_SCHEDULERS)}"
+            )
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}")
         if self.logger not in LOGGERS:

@@ -337,6 +337,22 @@ class _Trainer:
         self.accelerator.print(f"Resumed from {path} at step {step}.")
         return step
 
+    def _apply_learning_rates(self, optimizers, schedulers, initial_lrs):
+        """After a resume, use this run's learning rate(s), not the checkpoint's (e.g. a lower rate after a NaN).
+
+        The schedule position (``last_epoch``) stays the checkpoint's; with an unchanged rate nothing changes, so
+        resuming stays exact.
+        """
+        for optimizer, scheduler, lrs in zip(optimizers, schedulers, initial_lrs):
+            inner = getattr(scheduler, "scheduler", scheduler)
+            old = list(inner.base_lrs)
+            inner.base_lrs = list(lrs)
+            for group, base, factor in zip(optimizer.param_groups, lrs, inner.lr_lambdas):
+                group["initial_lr"] = base
+                group["lr"] = base * factor(inner.last_epoch)
+            if old != list(lrs):
+                self.accelerator.print(f"Learning rate changed on resume: {old} -> {list(lrs)}.")
+
     # ----------------------------------------------------------------- outputs
     @contextlib.contextmanager
     def _ema_weights(self):
@@ -381,11 +397,18 @@ class _Trainer:
         if self.history.get("loss"):
             self.context.final_loss = self.history["loss"][-1][1]
         plot_loss_curves(self.history, os.path.join(self.output_dir, "loss.png"), title=f"{self.objective.name} loss")
-        write_model_card(self.objective, self.context, self.output_dir, step=step, train_seconds=seconds,
-                         sample_grid=os.path.relpath(self.last_grid, self.output_dir))
+        write_model_card(
+            self.objective,
+            self.context,
+            self.output_dir,
+            step=step,
+            train_seconds=seconds,
+            sample_grid=os.path.relpath(self.last_grid, self.output_dir),
+        )
         if self.args.push_to_hub:
-            push_to_hub(self.output_dir, self.args.hub_model_id, token=self.args.hub_token,
-                        private=self.args.hub_private_repo)
+            push_to_hub(
+                self.output_dir, self.args.hub_model_id, token=self.args.hub_token, private=self.args.hub_private_repo
+            )
 
     # -------------------------------------------------------------------- loop
     def run(self) -> TrainingResult:
@@ -457,7 +480,10 @@ class _Trainer:
             if args.logger != "none":
                 accelerator.init_trackers(f"hfgen-{self.objective.name}", config=_scalars(config))
 
+        initial_lrs = [[group["initial_lr"] for group in opt.param_groups] for opt in optimizers]
         global_step = self._resume()
+        if global_step:
+            self._apply_learning_rates(optimizers, schedulers, initial_lrs)
         params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
         accumulation = args.gradient_accumulation_steps
         accelerator.print(
