@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 TINY_DDPM = {
     "resolution": 8,
     "block_out_channels": [8, 16],
-    "attention_levels": [],
+    "attention_levels": [1],
     "norm_num_groups": 4,
     "layers_per_block": 1,
     "ddpm_num_steps": 50,

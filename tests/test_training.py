@@ -48,10 +48,14 @@ def test_different_seeds_give_different_weights(tmp_path, tiny_ddpm):
 
 def test_ema_weights_are_what_is_saved(tmp_path, tiny_ddpm):
     out = tmp_path / "ema"
-    hfgen.train("ddpm", output_dir=str(out), max_train_steps=10, **dict(tiny_ddpm, use_ema=True, checkpointing_steps=10))
+    hfgen.train(
+        "ddpm", output_dir=str(out), max_train_steps=10, **dict(tiny_ddpm, use_ema=True, checkpointing_steps=10)
+    )
     saved = unet_weights(out)
     raw = load_file(os.path.join(out, "checkpoints", "checkpoint-10", "model.safetensors"))
-    ema = load_file(os.path.join(out, "checkpoints", "checkpoint-10", "ema", "unet", "diffusion_pytorch_model.safetensors"))
+    ema = load_file(
+        os.path.join(out, "checkpoints", "checkpoint-10", "ema", "unet", "diffusion_pytorch_model.safetensors")
+    )
     assert_same_weights(saved, ema)
     assert any(not torch.equal(saved[k], raw[k]) for k in saved), "EMA weights equal the raw weights"
 
@@ -145,8 +149,9 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, tiny_ddpm):
     with pytest.raises(CheckpointError, match="checkpoint-2 is corrupt"):
         hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, resume_from_checkpoint="latest", **flags)
     with pytest.raises(CheckpointError, match="does not exist"):
-        hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, resume_from_checkpoint=str(tmp_path / "nope"),
-                    **flags)
+        hfgen.train(
+            "ddpm", output_dir=str(out), max_train_steps=4, resume_from_checkpoint=str(tmp_path / "nope"), **flags
+        )
 
 
 def test_gradient_accumulation_trains_and_counts_optimizer_steps(tmp_path, tiny_ddpm):
