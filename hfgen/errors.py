@@ -19,3 +19,7 @@ class TrainingDivergedError(HfgenError):
 
 class UnknownNameError(HfgenError, ValueError):
     """An unknown model, scheduler or metric name; the message lists the valid ones."""
+
+
+class ConfigurationError(HfgenError, ValueError):
+    """Arguments that do not fit together (e.g. a resolution the UNet cannot halve)."""

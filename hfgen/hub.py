@@ -53,7 +53,7 @@ def training_command(model_name: str, *arg_instances) -> str:
                     parts.append(f"--no_{f.name}")
             elif isinstance(value, (list, tuple)):
                 parts.append(f"--{f.name}")
-                parts.extend(str(v) for v in value)
+                parts.extend([str(v) for v in value] or ["none"])
             else:
                 parts.extend([f"--{f.name}", str(value)])
     return shlex.join(parts)

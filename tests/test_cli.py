@@ -107,11 +107,6 @@ def test_training_args_hold_resolved_values(trained):
     assert not [key for key, value in args.items() if value is None and key in ("resolution", "learning_rate")]
 
 
-@pytest.mark.xfail(
-    reason="BUG: no checkpoint is written unless max_train_steps >= checkpointing_steps (default 500), so the "
-    "20-step acceptance run has no checkpoints/ folder although the output-folder contract lists it",
-    strict=True,
-)
 def test_trained_folder_holds_a_checkpoint(trained):
     checkpoints = sorted((trained / "checkpoints").glob("checkpoint-*"))
     assert checkpoints, "no checkpoints/checkpoint-N folder"
@@ -170,11 +165,6 @@ def test_resolution_zero(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: unet_config_from_args raises a plain ValueError (not an HfgenError) for a resolution the UNet "
-    "cannot halve, so the CLI prints a traceback and exits 1",
-    strict=True,
-)
 def test_resolution_the_unet_cannot_halve(tmp_path):
     # the default UNet has 3 levels: the resolution must be divisible by 4
     line = error_line(hfgen_cli("train", "ddpm", "--resolution", 10, "--output_dir", tmp_path / "out"))
@@ -249,11 +239,6 @@ def test_nan_loss_stops_with_a_clear_error(diverged):
     assert state["global_step"] == int(checkpoint.name.split("-")[1])
 
 
-@pytest.mark.xfail(
-    reason="BUG: the 'last good checkpoint' is the one saved right after the diverging update; its weights give a "
-    "NaN loss at once, so resuming from it with a lower --learning_rate (as advised) diverges at the same step",
-    strict=True,
-)
 def test_resuming_from_the_named_good_checkpoint_trains_on(diverged, tmp_path):
     output_dir, result = diverged
     step, checkpoint = _divergence_facts(output_dir, error_line(result))

@@ -386,11 +386,6 @@ def test_centre_crop_through_images_to_tensor(tmp_path):
     assert images[1].min() >= 0.0  # no black column from the outer thirds
 
 
-@pytest.mark.xfail(
-    reason="BUG: preprocess_image converts 16-bit ('I;16') images with PIL's convert('L'), which clips at 255 "
-    "instead of scaling, so every pixel above 255/65535 becomes white",
-    strict=True,
-)
 def test_16_bit_greyscale_png_is_scaled_not_clipped(tmp_path):
     array = np.zeros((8, 8), np.uint16)
     array[:, 2:4] = 16384  # a quarter of the 16-bit range

@@ -118,10 +118,6 @@ def test_model_card_body(trained):
     assert f"num_inference_steps={TINY_DDPM['ddpm_num_steps']})" in body
 
 
-@pytest.mark.xfail(
-    reason="BUG: model_cards/ddpm.md hard-codes '1000 ancestral steps, as trained' whatever ddpm_num_steps is",
-    strict=True,
-)
 def test_model_card_states_the_trained_number_of_steps(trained):
     body = ModelCard.load(trained / "README.md").text
     assert f"{TINY_DDPM['ddpm_num_steps']} ancestral steps" in body
@@ -155,11 +151,6 @@ def test_model_card_training_command_reproduces_the_run(trained, monkeypatch):
     assert parsed == recorded
 
 
-@pytest.mark.xfail(
-    reason="BUG: an empty list (attention_levels=[]) becomes a bare '--attention_levels' that the CLI rejects "
-    "(HfArgumentParser uses nargs='+'), so neither the flag nor the card's training command can express it",
-    strict=True,
-)
 def test_training_command_with_no_attention_levels_parses(monkeypatch, tmp_path):
     model_args = DDPMArguments(attention_levels=[], block_out_channels=[8, 16], norm_num_groups=4)
     command = training_command("ddpm", DataArguments(), TrainingArguments(output_dir=str(tmp_path)), model_args)

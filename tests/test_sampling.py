@@ -113,21 +113,7 @@ def test_make_scheduler_unknown_name_lists_valid_names(stock_pipeline, name):
         assert valid in message
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="BUG: SCHEDULERS['dpmsolver'] lacks final_sigmas_type='sigma_min'; diffusers raises ValueError",
-                strict=True,
-            ),
-        )
-        if name == "dpmsolver"
-        else name
-        for name in SCHEDULERS
-    ],
-)
+@pytest.mark.parametrize("name", list(SCHEDULERS))
 def test_every_short_scheduler_name_builds_and_samples(stock_pipeline, name):
     scheduler = make_scheduler(name, stock_pipeline.scheduler.config)
     assert type(scheduler).__name__ == SCHEDULERS[name][0]

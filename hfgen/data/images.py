@@ -277,6 +277,18 @@ def _open_image(value) -> Image.Image:
     raise DatasetError(f"unsupported image value of type {type(value).__name__}")
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit / 32-bit integer and float greyscale images to 8 bits (PIL's convert("L") would clip them)."""
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return image
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and array.max(initial=0) > 255):
+        array = array / 257.0
+    elif image.mode == "F" and array.size and array.min() >= 0.0 and array.max() <= 1.0:
+        array = array * 255.0
+    return Image.fromarray(np.round(array).clip(0, 255).astype(np.uint8), mode="L")
+
+
 def preprocess_image(image: Image.Image, resolution: int, num_channels: int, center_crop: bool = True) -> np.ndarray:
     """Resize (shorter side to ``resolution``, bilinear), crop to a square and scale to [-1, 1].
 
@@ -289,7 +301,7 @@ def preprocess_image(image: Image.Image, resolution: int, num_channels: int, cen
     Returns:
         `np.ndarray` of shape ``(num_channels, resolution, resolution)``, float32 in [-1, 1].
     """
-    image = image.convert("L" if num_channels == 1 else "RGB")
+    image = _to_8bit(image).convert("L" if num_channels == 1 else "RGB")
     if center_crop:
         width, height = image.size
         scale = resolution / min(width, height)

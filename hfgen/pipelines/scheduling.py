@@ -2,8 +2,9 @@
 
 diffusers' stock `DDPMPipeline` neither multiplies the initial noise by ``scheduler.init_noise_sigma`` nor calls
 ``scheduler.scale_model_input``; both are identities for DDPM, DDIM, PNDM, DPM-Solver(++), UniPC and DEIS, but not
-for the sigma-parameterised (Karras/k-diffusion) schedulers such as Euler, Heun or LMS. `UnconditionalDiffusionPipeline`
-is `DDPMPipeline` with those two calls added, so any diffusers scheduler samples correctly from a DDPM folder.
+for the sigma-parameterised (Karras/k-diffusion) schedulers such as Euler, Heun or LMS.
+`UnconditionalDiffusionPipeline` is `DDPMPipeline` with those two calls added, so any diffusers scheduler samples
+correctly from a DDPM folder.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "ddim": ("DDIMScheduler", {}),
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
-    "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver"}),
+    "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
     "dpmsolver-singlestep": ("DPMSolverSinglestepScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
     "deis": ("DEISMultistepScheduler", {}),
@@ -59,7 +60,12 @@ def make_scheduler(name: str, config):
         raise UnknownNameError(
             f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)} or a diffusers scheduler class name"
         )
-    return cls.from_config(config, **extra)
+    try:
+        return cls.from_config(config, **extra)
+    except (ValueError, TypeError, NotImplementedError) as err:
+        raise UnknownNameError(
+            f"scheduler {name!r} cannot be built from this model's scheduler config: {err}"
+        ) from None
 
 
 class UnconditionalDiffusionPipeline(DDPMPipeline):

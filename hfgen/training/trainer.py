@@ -185,7 +185,9 @@ class _Trainer:
                 project_config=project_config,
             )
         except (ValueError, RuntimeError) as err:
-            raise HfgenError(f"cannot set up accelerate with --mixed_precision {self.args.mixed_precision}: {err}")
+            raise HfgenError(
+                f"cannot set up accelerate with --mixed_precision {self.args.mixed_precision}: {err}"
+            ) from None
 
     def _check_output_dir(self):
         existing = list_checkpoints(self.output_dir)
@@ -298,6 +300,24 @@ class _Trainer:
             self.last_checkpoint = final
         accelerator.wait_for_everyone()
 
+    def _quarantine_checkpoints(self, first_bad_step: int) -> str | None:
+        """Rename checkpoints of step >= ``first_bad_step`` to ``diverged-checkpoint-N``; return the newest good one.
+
+        A NaN loss at step k is computed from the weights after step k - 1, so checkpoints from step k - 1 on hold
+        weights that already diverge; `latest` must not pick them. They are renamed, not deleted.
+        """
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            for path in list_checkpoints(self.output_dir):
+                step = int(os.path.basename(path)[len(CHECKPOINT_PREFIX) :])
+                if step >= first_bad_step:
+                    target = os.path.join(os.path.dirname(path), f"diverged-{os.path.basename(path)}")
+                    shutil.rmtree(target, ignore_errors=True)
+                    os.replace(path, target)
+        self.accelerator.wait_for_everyone()
+        remaining = list_checkpoints(self.output_dir)
+        return remaining[-1] if remaining else None
+
     def _resume(self) -> int:
         request = self.args.resume_from_checkpoint
         if request is None:
@@ -322,7 +342,9 @@ class _Trainer:
                 state = json.load(handle)
             step = int(state["global_step"])
         except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {path} is incomplete ({err}); resume from an earlier checkpoint")
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete ({err}); resume from an earlier checkpoint"
+            ) from None
         try:
             self.accelerator.load_state(path)
         except CheckpointError:
@@ -532,11 +554,12 @@ class _Trainer:
                     optimizer.zero_grad(set_to_none=True)
                 progress.close()
                 what = f"loss {mean_loss}" if not math.isfinite(mean_loss) else f"gradient norm {grad_norm}"
+                good = self._quarantine_checkpoints(first_bad_step=global_step)
                 where = (
-                    f"the last good checkpoint {self.last_checkpoint} is intact (resume with "
-                    "--resume_from_checkpoint latest and a lower --learning_rate)"
-                    if self.last_checkpoint
-                    else "no checkpoint was written yet"
+                    f"the last good checkpoint {good} is intact (resume with --resume_from_checkpoint latest and a "
+                    "lower --learning_rate)"
+                    if good
+                    else "no good checkpoint was written yet"
                 )
                 accelerator.end_training()
                 raise TrainingDivergedError(
@@ -572,6 +595,8 @@ class _Trainer:
                 self._save_sample_grid(global_step)
         progress.close()
         seconds = time.perf_counter() - start
+        if global_step > 0 and not any(p.endswith(f"-{global_step}") for p in list_checkpoints(self.output_dir)):
+            self._save_checkpoint(global_step)  # the final state is always resumable
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             self._finish(global_step, seconds)

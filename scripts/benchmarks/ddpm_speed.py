@@ -45,8 +45,13 @@ def main():
     print(f"{'scheduler':<22}{'steps':>6}{'NFE/image':>11}{'seconds':>9}{'images/s':>10}")
     for name, steps in [("ddpm", 1000), ("ddim", 50), ("dpmsolver++", 20), ("unipc", 10), ("heun", 25)]:
         start = time.perf_counter()
-        out = sample_images(pipeline, args.num_images, scheduler=name, num_inference_steps=steps,
-                            generator=torch.Generator().manual_seed(0))
+        out = sample_images(
+            pipeline,
+            args.num_images,
+            scheduler=name,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(0),
+        )
         seconds = time.perf_counter() - start
         print(f"{name:<22}{steps:>6}{out.network_evaluations:>11}{seconds:>9.2f}{args.num_images / seconds:>10.1f}")
 

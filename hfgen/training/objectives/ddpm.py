@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
+from hfgen.errors import ConfigurationError
 from hfgen.training.objectives.base import Objective, TrainingContext
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -38,9 +39,11 @@ class DDPMArguments:
         default_factory=lambda: [32, 64, 64], metadata={"help": "UNet channels per resolution level."}
     )
     layers_per_block: int = field(default=1, metadata={"help": "ResNet layers per UNet block."})
-    attention_levels: list[int] = field(
-        default_factory=lambda: [1],
-        metadata={"help": "Indices of the UNet levels that get self-attention (the mid block always has it)."},
+    attention_levels: list[str] = field(
+        default_factory=lambda: ["1"],
+        metadata={
+            "help": "Indices of the UNet levels that get self-attention, or 'none' (the mid block always has it)."
+        },
     )
     norm_num_groups: int = field(default=8, metadata={"help": "GroupNorm groups in the UNet."})
     sample_num_inference_steps: int = field(
@@ -63,6 +66,13 @@ class DDPMArguments:
                 f"--block_out_channels {self.block_out_channels} must be positive multiples of "
                 f"--norm_num_groups {self.norm_num_groups}"
             )
+        levels = [str(level).lower() for level in self.attention_levels]
+        if levels == ["none"] or not levels:
+            self.attention_levels = []
+        elif all(level.lstrip("-").isdigit() for level in levels):
+            self.attention_levels = [int(level) for level in levels]
+        else:
+            raise ValueError(f"--attention_levels takes level indices or 'none', got {self.attention_levels}")
         if any(not 0 <= i < len(self.block_out_channels) for i in self.attention_levels):
             raise ValueError(f"--attention_levels {self.attention_levels} must index --block_out_channels")
         if self.model_config_name_or_path is not None and not os.path.exists(self.model_config_name_or_path):
@@ -75,7 +85,7 @@ def unet_config_from_args(args: DDPMArguments, resolution: int, num_channels: in
     ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data.
 
     Raises:
-        ValueError: when the resolution cannot be halved once per UNet level.
+        ConfigurationError: when the resolution cannot be halved once per UNet level.
     """
     if args.model_config_name_or_path is not None:
         path = args.model_config_name_or_path
@@ -97,7 +107,7 @@ def unet_config_from_args(args: DDPMArguments, resolution: int, num_channels: in
         }
     levels = len(config.get("block_out_channels", [1, 1, 1, 1]))
     if resolution % (2 ** (levels - 1)):
-        raise ValueError(
+        raise ConfigurationError(
             f"--resolution {resolution} must be divisible by 2^{levels - 1} for a UNet with {levels} levels"
         )
     config.update(sample_size=resolution, in_channels=num_channels, out_channels=num_channels)
@@ -160,4 +170,6 @@ class DDPMObjective(Objective):
             "ddpm_num_steps": args.ddpm_num_steps,
             "ddpm_beta_schedule": args.ddpm_beta_schedule,
             "prediction_type": args.prediction_type,
+            "ddim_num_inference_steps": min(50, args.ddpm_num_steps),
+            "ddim_speedup": f"{args.ddpm_num_steps / min(50, args.ddpm_num_steps):g}",
         }
