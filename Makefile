@@ -32,7 +32,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hfgen scripts tests model_cards
-	$(BIN)/ruff format --check hfgen scripts tests model_cards
+	$(BIN)/ruff format --check hfgen scripts tests
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
