@@ -40,6 +40,17 @@ def tiny_ddpm_flags(**overrides) -> list[str]:
     return flags
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models run fastest on one thread, and two threads stall badly when another process holds a core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_ddpm():
     """A dict of keyword arguments for `hfgen.train("ddpm", **tiny_ddpm, ...)`."""

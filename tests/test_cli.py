@@ -39,14 +39,6 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """The acceptance command: the default UNet at the default resolution (16), 20 steps on digits."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-import torch
 from conftest import TINY_DDPM
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
@@ -31,15 +30,6 @@ from hfgen.training.objectives.ddpm import DDPMArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_SECRETtoken123"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny UNet trains fastest on one thread (and does not stall when another process holds a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(**overrides) -> dict:
