@@ -19,6 +19,9 @@ USAGE = """usage: hfgen <command> [args]
 commands:
   train MODEL [flags]        train a model (models: {models}); `hfgen train MODEL --help` lists the flags
   sample OUTPUT_DIR [flags]  sample a trained folder; `hfgen sample --help` lists the flags
+  evaluate OUTPUT_DIR        FID/KID/CMMD/precision/recall/density/coverage + speed, next to the real-data floor
+  compare-samplers OUTPUT_DIR
+                             quality and speed of DDPM, DDIM and DPM-Solver++ step counts on one model
 """
 
 
@@ -124,12 +127,88 @@ def _sample(argv: list[str]) -> None:
     print(f"time: {seconds:.2f} s, {args.num_images / seconds:.2f} images per second")
 
 
+def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("output_dir", help="A trained output folder (or a Hub repo id).")
+    parser.add_argument(
+        "--reference", default="digits", help="'digits' (held-out test split) or a folder/.npy of real images."
+    )
+    parser.add_argument(
+        "--features",
+        default="digits",
+        help="'digits' (the shipped digits classifier) or 'clip:PATH' (a local CLIP model folder).",
+    )
+    parser.add_argument("--batch_size", type=int, default=250, help="Images per network batch.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise and KID subsets.")
+
+
+def _evaluate(argv: list[str]) -> None:
+    from hfgen.metrics.evaluate import evaluate_pipeline, format_metrics_table
+
+    parser = argparse.ArgumentParser(
+        prog="hfgen evaluate",
+        description="Sample a trained folder, time it and score it against real data with the real-data floor; "
+        "writes metrics.json and the model card's metrics.",
+    )
+    _evaluation_arguments(parser)
+    parser.add_argument("--num_images", type=int, default=1000, help="Images to generate and score.")
+    parser.add_argument("--scheduler", default=None, help="Diffusion sampler (see `hfgen sample --help`).")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="Diffusion sampling steps.")
+    args = parser.parse_args(argv)
+    metrics = evaluate_pipeline(
+        args.output_dir,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+        num_inference_steps=args.num_inference_steps,
+        reference=args.reference,
+        features=args.features,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(
+        f"{metrics['scheduler']}, {metrics['num_inference_steps']} steps, {metrics['num_images']} images, "
+        f"{metrics['features']} features, reference: {metrics['reference']}"
+    )
+    print(format_metrics_table(metrics))
+    if os.path.isdir(args.output_dir):
+        print(f"wrote {os.path.join(args.output_dir, 'metrics.json')}")
+
+
+def _compare_samplers(argv: list[str]) -> None:
+    from hfgen.metrics.evaluate import compare_samplers, parse_sampler_configs
+
+    parser = argparse.ArgumentParser(
+        prog="hfgen compare-samplers",
+        description="DDPM (trained steps), DDIM 100/50/20/10 and DPM-Solver++ 20/10 (+ --schedulers) on the same "
+        "seed and sample count: FID, KID, coverage, images per second and speed-up over DDPM.",
+    )
+    _evaluation_arguments(parser)
+    parser.add_argument("--num_images", type=int, default=500, help="Images per sampler.")
+    parser.add_argument(
+        "--schedulers", default=None, help="Extra samplers as NAME:STEPS,... (e.g. euler:30,unipc:10)."
+    )
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.output_dir):
+        raise CommandLineError(f"{args.output_dir} is not a local folder; compare-samplers writes its results there")
+    rows = compare_samplers(
+        args.output_dir,
+        num_images=args.num_images,
+        extra_configs=parse_sampler_configs(args.schedulers),
+        reference=args.reference,
+        features=args.features,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    with open(os.path.join(args.output_dir, "sampler_comparison.md")) as handle:
+        print(handle.read())
+    print(f"wrote sampler_comparison.md, .json and .png into {args.output_dir} ({len(rows)} samplers)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `hfgen` console script and `python -m hfgen`."""
     from hfgen.errors import HfgenError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "sample": _sample}
+    commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "compare-samplers": _compare_samplers}
     if not argv or argv[0] in ("-h", "--help"):
         from hfgen.training.objectives import OBJECTIVES
 

@@ -65,7 +65,9 @@ def save_image_grid(images, path: str, nrow: int | None = None, scale: int | Non
     return path
 
 
-def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str, title: str = "Training loss") -> str:
+def plot_loss_curves(
+    history: dict[str, list[tuple[int, float]]], path: str, title: str = "Training loss", ylabel: str = "loss"
+) -> str:
     """Plot each named series of ``(step, value)`` pairs (raw, faint, and a moving average) into a PNG.
 
     Returns ``path``. Series with no points are skipped; an empty history still writes an (empty) figure.
@@ -91,7 +93,7 @@ def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str, tit
             line.set_alpha(1.0)
             line.set_label(name)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     values_all = [v for points in history.values() for _, v in points]
     if values_all and all(v > 0 for v in values_all):
         ax.set_yscale("log")

@@ -121,6 +121,17 @@ class TrainingArguments:
     )
     save_images_steps: int = field(default=500, metadata={"help": "Write a sample grid to samples/ every N steps."})
     num_sample_images: int = field(default=16, metadata={"help": "Images in each periodic sample grid."})
+    eval_steps: int | None = field(
+        default=None,
+        metadata={"help": "Every N steps compute FID/KID on --eval_num_images samples and log them (main process)."},
+    )
+    eval_num_images: int = field(default=256, metadata={"help": "Samples per evaluation (FID needs > 64)."})
+    eval_reference: str = field(default="digits", metadata={"help": "'digits' or a folder/.npy of real images."})
+    eval_features: str = field(default="digits", metadata={"help": "'digits' or 'clip:PATH'."})
+    save_best: bool = field(
+        default=False,
+        metadata={"help": "With --eval_steps: keep the pipeline with the lowest FID in OUTPUT_DIR/best."},
+    )
     logger: str = field(default="tensorboard", metadata={"help": "'tensorboard' (into OUTPUT_DIR/logs) or 'none'."})
     logging_steps: int = field(default=10, metadata={"help": "Log scalars to the tracker every N steps."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the trained folder to the Hub at the end."})
@@ -150,6 +161,12 @@ class TrainingArguments:
             raise ValueError("--checkpoints_total_limit must be at least 1")
         if self.num_sample_images < 1:
             raise ValueError("--num_sample_images must be at least 1")
+        if self.eval_steps is not None and self.eval_steps <= 0:
+            raise ValueError(f"--eval_steps must be a positive integer, got {self.eval_steps}")
+        if self.save_best and self.eval_steps is None:
+            raise ValueError("--save_best needs --eval_steps N (how often to measure FID)")
+        if self.eval_num_images < 2:
+            raise ValueError(f"--eval_num_images must be at least 2, got {self.eval_num_images}")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits)")
 

@@ -169,6 +169,9 @@ class _Trainer:
         self.model_args = model_args
         self.output_dir = os.path.abspath(training_args.output_dir)
         self.history: dict[str, list[tuple[int, float]]] = {"loss": []}
+        self.eval_history: dict[str, list[tuple[int, float]]] = {}
+        self.best_fid = math.inf
+        self.scorer = None
 
     # ------------------------------------------------------------------ set-up
     def _make_accelerator(self):
@@ -285,7 +288,13 @@ class _Trainer:
         accelerator.save_state(tmp)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"global_step": step, "loss_history": self.history, "seed": self.args.seed}
+            state = {
+                "global_step": step,
+                "loss_history": self.history,
+                "eval_history": self.eval_history,
+                "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
+                "seed": self.args.seed,
+            }
             with open(os.path.join(tmp, TRAINER_STATE), "w") as handle:
                 json.dump(state, handle)
                 handle.flush()
@@ -355,6 +364,9 @@ class _Trainer:
                 "resume from an earlier checkpoint-N or start over with --overwrite_output_dir"
             ) from None
         self.history = {k: [tuple(p) for p in v] for k, v in state.get("loss_history", {}).items()} or self.history
+        self.eval_history = {k: [tuple(p) for p in v] for k, v in state.get("eval_history", {}).items()}
+        if state.get("best_fid") is not None:
+            self.best_fid = float(state["best_fid"])
         self.last_checkpoint = path
         self.accelerator.print(f"Resumed from {path} at step {step}.")
         return step
@@ -405,6 +417,48 @@ class _Trainer:
         save_image_grid(images, path)
         self.last_grid = path
 
+    def _evaluate(self, step: int):
+        """FID/KID of ``--eval_num_images`` samples (the objective's periodic sampler), logged; best kept."""
+        from hfgen.metrics.image_quality import MetricScorer
+
+        args = self.args
+        for model in self.unwrapped.values():
+            model.eval()
+        with self._ema_weights(), torch.no_grad():
+            pipeline = self.objective.build_pipeline(self.unwrapped)
+            generator = torch.Generator().manual_seed(derived_seed(args.seed, "eval"))
+            images = self.objective.sample_images(pipeline, args.eval_num_images, generator)
+            if self.scorer is None:
+                self.scorer = MetricScorer(
+                    args.eval_reference, args.eval_features, images.shape[-1], images.shape[1], seed=args.seed
+                )
+            metrics = self.scorer.score(images)
+            improved = metrics["fid"] < self.best_fid
+            if args.save_best and improved:
+                best_dir = os.path.join(self.output_dir, "best")
+                pipeline.save_pretrained(best_dir, safe_serialization=True)
+                with open(os.path.join(best_dir, "best_metrics.json"), "w") as handle:
+                    json.dump({"step": step, **metrics}, handle, indent=2, sort_keys=True)
+        for model in self.unwrapped.values():
+            model.train()
+        self.best_fid = min(self.best_fid, metrics["fid"])
+        for key in ("fid", "kid_mean"):
+            self.eval_history.setdefault(key, []).append((step, metrics[key]))
+        if args.logger != "none":
+            self.accelerator.log(
+                {
+                    "eval/fid": metrics["fid"],
+                    "eval/kid_mean": metrics["kid_mean"],
+                    "eval/coverage": metrics["coverage"],
+                    "eval/fid_real_data_floor": metrics["real_data_floor"]["fid"],
+                },
+                step=step,
+            )
+        self.accelerator.print(
+            f"step {step}: FID {metrics['fid']:.3f} (floor {metrics['real_data_floor']['fid']:.3f}), "
+            f"KID {metrics['kid_mean']:.3f}" + (" - new best, saved to best/" if args.save_best and improved else "")
+        )
+
     def _finish(self, step: int, seconds: float):
         from hfgen.hub import push_to_hub, write_model_card
         from hfgen.plotting import plot_loss_curves
@@ -419,6 +473,13 @@ class _Trainer:
         if self.history.get("loss"):
             self.context.final_loss = self.history["loss"][-1][1]
         plot_loss_curves(self.history, os.path.join(self.output_dir, "loss.png"), title=f"{self.objective.name} loss")
+        if self.eval_history.get("fid"):
+            plot_loss_curves(
+                {"FID": self.eval_history["fid"]},
+                os.path.join(self.output_dir, "fid.png"),
+                title="FID during training (digits features)",
+                ylabel="FID",
+            )
         write_model_card(
             self.objective,
             self.context,
@@ -593,6 +654,10 @@ class _Trainer:
                 global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
             ):
                 self._save_sample_grid(global_step)
+            if args.eval_steps and global_step % args.eval_steps == 0:
+                if accelerator.is_main_process:
+                    self._evaluate(global_step)
+                accelerator.wait_for_everyone()
         progress.close()
         seconds = time.perf_counter() - start
         if global_step > 0 and not any(p.endswith(f"-{global_step}") for p in list_checkpoints(self.output_dir)):

@@ -1,0 +1,370 @@
+"""Sample-quality metrics, each reported next to the real-data floor.
+
+- FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018) through `torchmetrics`, on the features of a custom
+  feature module (by default the shipped digits classifier: a "Fréchet LeNet distance").
+- CMMD (Jayasumana et al. 2024, "Rethinking FID"): squared MMD with a Gaussian RBF kernel, sigma = 10, times 1000, on
+  L2-normalised embeddings, computed as in the authors' reference code (V-statistic, diagonals included).
+- Improved precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem et al. 2020) through `prdc`.
+- With classifier features: the share of samples classified with confidence >= 0.9 and the entropy (bits) of the
+  predicted-class histogram — mode coverage over the 10 digits (log2 10 = 3.32 bits when all are equally present).
+
+The **real-data floor** is every metric computed between two real sets with the same sample counts and features:
+for ``reference="digits"`` the generated images are compared with the held-out test split (360 images) and the floor
+compares the same number of train-split images with that same test split. A model cannot be expected to beat it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from hfgen.errors import HfgenError
+
+CMMD_SIGMA = 10.0
+CMMD_SCALE = 1000.0
+PRDC_NEAREST_K = 5
+CONFIDENCE_THRESHOLD = 0.9
+KID_MAX_SUBSET_SIZE = 1000
+KID_SUBSETS = 100
+
+
+class NotEnoughSamplesError(HfgenError, ValueError):
+    """Too few images for a metric; the message says how many are needed."""
+
+
+class _Precomputed(nn.Module):
+    """Identity "feature module" so torchmetrics' FID/KID run on features computed once."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def minimum_samples(metric: str, num_features: int) -> int:
+    """Images needed per set: FID needs more images than feature dimensions (a full-rank covariance), KID 4, PRDC
+    ``nearest_k + 1``, CMMD 2."""
+    return {"fid": num_features + 1, "kid": 4, "prdc": PRDC_NEAREST_K + 1, "cmmd": 2}[metric]
+
+
+def _check(metric: str, real: torch.Tensor, fake: torch.Tensor) -> None:
+    need = minimum_samples(metric, real.shape[1])
+    have = min(len(real), len(fake))
+    if have < need:
+        raise NotEnoughSamplesError(
+            f"{metric.upper()} with {real.shape[1]}-dimensional features needs at least {need} images in each set, "
+            f"got {len(real)} real and {len(fake)} generated; raise --num_images"
+        )
+
+
+@torch.no_grad()
+def extract_features(
+    extractor: nn.Module, images: torch.Tensor, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``extractor`` over ``images`` in batches.
+
+    Args:
+        extractor (`nn.Module`): a feature module (see `hfgen.metrics.features`).
+        images (`torch.Tensor` of shape `(N, C, H, W)`): floats in [0, 1].
+
+    Returns:
+        ``(features (N, num_features) float64, logits (N, 10) or None)`` — logits when the extractor classifies.
+    """
+    features, logits = [], []
+    has_logits = hasattr(extractor, "features_and_logits")
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if has_logits:
+            f, lg = extractor.features_and_logits(batch)
+            logits.append(lg.double())
+        else:
+            f = extractor(batch)
+        features.append(f.double())
+    return torch.cat(features), (torch.cat(logits) if has_logits else None)
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets ``(N, D)`` with torchmetrics' `FrechetInceptionDistance` (custom features).
+
+    Raises:
+        NotEnoughSamplesError: with ``N <= D`` in either set.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    _check("fid", real, fake)
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), normalize=True).double()
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """KID ``(mean, std)`` over random subsets (torchmetrics), subset size ``min(1000, smaller set // 2)``.
+
+    Raises:
+        NotEnoughSamplesError: with fewer than 4 images in a set.
+    """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    _check("kid", real, fake)
+    subset = min(KID_MAX_SUBSET_SIZE, min(len(real), len(fake)) // 2)
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": intended, they are small
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=KID_SUBSETS, subset_size=subset)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def cmmd(real: torch.Tensor, fake: torch.Tensor, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE) -> float:
+    """CMMD: ``scale * (mean k(x, x') + mean k(y, y') - 2 mean k(x, y))``, ``k(a, b) = exp(-|a - b|^2 / (2 sigma^2))``,
+    on L2-normalised embeddings (Jayasumana et al. 2024; sigma = 10, scale = 1000 as in the paper).
+
+    Raises:
+        NotEnoughSamplesError: with fewer than 2 images in a set.
+    """
+    _check("cmmd", real, fake)
+    x = torch.nn.functional.normalize(real.double(), dim=1)
+    y = torch.nn.functional.normalize(fake.double(), dim=1)
+    gamma = 1.0 / (2.0 * sigma**2)
+
+    def mean_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-gamma * torch.cdist(a, b).pow(2)).mean()
+
+    return float(scale * (mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y)))
+
+
+def precision_recall_density_coverage(real: torch.Tensor, fake: torch.Tensor, nearest_k: int = PRDC_NEAREST_K):
+    """Improved precision/recall and density/coverage with `prdc.compute_prdc` (k nearest neighbours = 5).
+
+    Returns:
+        dict with ``precision``, ``recall``, ``coverage`` in [0, 1] and ``density`` (>= 0, ~1 for matching sets).
+    """
+    from prdc import compute_prdc
+
+    _check("prdc", real, fake)
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+        out = compute_prdc(real_features=real.numpy(), fake_features=fake.numpy(), nearest_k=nearest_k)
+    return {key: float(value) for key, value in out.items()}
+
+
+def classifier_scores(logits: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> dict:
+    """Scores from classifier logits ``(N, K)``.
+
+    Returns:
+        ``confident_share``: share of images whose top softmax probability is >= ``threshold``;
+        ``class_entropy_bits``: entropy of the predicted-class histogram in bits (log2 K when all classes are equally
+        present, 0 under total mode collapse); ``classes_covered``: classes predicted for at least one image.
+    """
+    probabilities = logits.softmax(dim=1)
+    predicted = probabilities.argmax(dim=1)
+    histogram = torch.bincount(predicted, minlength=logits.shape[1]).double() / len(predicted)
+    nonzero = histogram[histogram > 0]
+    return {
+        "confident_share": float((probabilities.max(dim=1).values >= threshold).double().mean()),
+        "class_entropy_bits": float(-(nonzero * nonzero.log2()).sum()),
+        "classes_covered": int((histogram > 0).sum()),
+    }
+
+
+def compute_metrics(
+    real: torch.Tensor, fake: torch.Tensor, fake_logits: torch.Tensor | None = None, seed: int = 0
+) -> dict:
+    """Every metric between real features ``(N_r, D)`` and generated features ``(N_f, D)``.
+
+    Returns:
+        dict with ``fid``, ``kid_mean``, ``kid_std``, ``cmmd``, ``precision``, ``recall``, ``density``, ``coverage``
+        (and the `classifier_scores` when ``fake_logits`` is given).
+
+    Raises:
+        NotEnoughSamplesError: when a set is too small for a metric.
+    """
+    kid_mean, kid_std = kernel_inception_distance(real, fake, seed=seed)
+    metrics = {
+        "fid": frechet_distance(real, fake),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "cmmd": cmmd(real, fake),
+        **precision_recall_density_coverage(real, fake),
+    }
+    if fake_logits is not None:
+        metrics.update(classifier_scores(fake_logits))
+    return metrics
+
+
+@dataclass
+class ReferenceSets:
+    """Real images for a metric and its floor, both ``(N, C, H, W)`` floats in [0, 1].
+
+    Attributes:
+        reference: what generated images are compared with (digits: the held-out test split).
+        floor: real images standing in for generated ones in the real-data floor (digits: train split).
+        name (`str`): a label for reports.
+    """
+
+    reference: torch.Tensor
+    floor: torch.Tensor
+    name: str
+
+
+def load_reference_sets(reference: str, resolution: int, num_channels: int, seed: int = 0) -> ReferenceSets:
+    """Real images preprocessed exactly as training images are, at the generated images' size and channels.
+
+    ``"digits"``: reference = the held-out test split (360 images), floor = the train split (1,437). A path (image
+    folder, ``.npy`` or ``save_to_disk`` folder): its images shuffled with ``seed`` and cut in two halves.
+
+    Raises:
+        DatasetError: for an unreadable reference. NotEnoughSamplesError: for a reference of fewer than 4 images.
+    """
+    from hfgen.data.images import images_to_tensor, load_image_dataset
+
+    def tensor(dataset):
+        images, _ = images_to_tensor(dataset, resolution=resolution, num_channels=num_channels)
+        return (images + 1) / 2
+
+    if reference == "digits":
+        return ReferenceSets(
+            reference=tensor(load_image_dataset("digits", split="test")),
+            floor=tensor(load_image_dataset("digits", split="train")),
+            name="digits (held-out test split; floor: train split)",
+        )
+    images = tensor(load_image_dataset(train_data_dir=reference))
+    if len(images) < 4:
+        raise NotEnoughSamplesError(f"the reference {reference} holds {len(images)} images; at least 4 are needed")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    half = len(images) // 2
+    return ReferenceSets(images[order[:half]], images[order[half:]], name=f"{reference} (two random halves)")
+
+
+class MetricScorer:
+    """Scores sets of generated images against one reference: reference features and floors computed once.
+
+    Args:
+        reference (`str` or `ReferenceSets`): ``"digits"`` or a path (see `load_reference_sets`).
+        features (`str` or `nn.Module`): ``"digits"``, ``"clip:PATH"`` or a feature module.
+        resolution (`int`), num_channels (`int`): size of the generated images (real images are preprocessed to it).
+        seed (`int`): seeds KID's subsets and the floor's subsample.
+    """
+
+    def __init__(self, reference, features, resolution: int, num_channels: int, seed: int = 0):
+        from hfgen.metrics.features import load_feature_extractor
+
+        self.features_name = features if isinstance(features, str) else type(features).__name__
+        self.extractor = load_feature_extractor(features) if isinstance(features, str) else features
+        if isinstance(reference, str):
+            reference = load_reference_sets(reference, resolution, num_channels, seed=seed)
+        self.sets = reference
+        self.seed = seed
+        self.reference_features, _ = extract_features(self.extractor, self.sets.reference)
+        self._floors: dict[int, dict] = {}
+
+    def floor(self, count: int) -> dict:
+        """Every metric for ``count`` real floor images (capped at the floor set size) against the reference."""
+        count = min(count, len(self.sets.floor))
+        if count not in self._floors:
+            index = torch.randperm(len(self.sets.floor), generator=torch.Generator().manual_seed(self.seed))[:count]
+            floor_features, floor_logits = extract_features(self.extractor, self.sets.floor[index])
+            floor = compute_metrics(self.reference_features, floor_features, floor_logits, seed=self.seed)
+            floor["num_images"] = count
+            self._floors[count] = floor
+        return self._floors[count]
+
+    def score(self, images: torch.Tensor) -> dict:
+        """Metrics of ``images`` (``(N, C, H, W)`` in [0, 1]) with bookkeeping and ``real_data_floor``."""
+        if images.ndim != 4 or len(images) == 0:
+            raise NotEnoughSamplesError(
+                f"expected generated images of shape (N, C, H, W) with N > 0, got {tuple(images.shape)}"
+            )
+        fake_features, fake_logits = extract_features(self.extractor, images.clamp(0, 1))
+        metrics = compute_metrics(self.reference_features, fake_features, fake_logits, seed=self.seed)
+        metrics.update(
+            num_images=len(images),
+            num_reference_images=len(self.sets.reference),
+            features=self.features_name,
+            num_features=int(self.reference_features.shape[1]),
+            reference=self.sets.name,
+            real_data_floor=self.floor(len(images)),
+        )
+        return metrics
+
+
+def evaluate_images(
+    images: torch.Tensor,
+    reference: str | ReferenceSets = "digits",
+    features: str | nn.Module = "digits",
+    seed: int = 0,
+) -> dict:
+    """Metrics of generated ``images`` against a real reference, with the real-data floor.
+
+    Args:
+        images (`torch.Tensor` of shape `(N, C, H, W)`): generated images, floats in [0, 1].
+        reference (`str` or `ReferenceSets`): ``"digits"`` or a path (see `load_reference_sets`).
+        features (`str` or `nn.Module`): ``"digits"``, ``"clip:PATH"`` or a feature module.
+        seed (`int`): seeds KID's subsets and the floor's subsample.
+
+    Returns:
+        dict: the `compute_metrics` keys for the generated images, plus ``num_images``, ``num_reference_images``,
+        ``features``, ``reference`` and ``real_data_floor`` (the same keys for real images, with its ``num_images``).
+
+    Raises:
+        NotEnoughSamplesError: too few images for a metric (the message says how many are needed).
+    """
+    if images.ndim != 4:
+        raise NotEnoughSamplesError(f"expected generated images of shape (N, C, H, W), got {tuple(images.shape)}")
+    return MetricScorer(reference, features, images.shape[-1], images.shape[1], seed=seed).score(images)
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """A markdown table of the generated metrics next to the real-data floor (and their ratio for FID/KID/CMMD)."""
+    floor = metrics.get("real_data_floor", {})
+    rows = ["| metric | generated | real-data floor |", "|---|---:|---:|"]
+    keys = [
+        "fid", "kid_mean", "kid_std", "cmmd", "precision", "recall", "density", "coverage",
+        "confident_share", "class_entropy_bits", "classes_covered",
+    ]  # fmt: skip
+    for key in keys:
+        if key in metrics:
+            value, base = metrics[key], floor.get(key, float("nan"))
+            rows.append(f"| {key} | {_fmt(value)} | {_fmt(base)} |")
+    rows.append(f"| images | {metrics.get('num_images')} | {floor.get('num_images')} |")
+    for key in ("images_per_second", "nfe"):
+        if key in metrics:
+            rows.append(f"| {key} | {_fmt(metrics[key])} | |")
+    return "\n".join(rows)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+__all__ = [
+    "MetricScorer",
+    "NotEnoughSamplesError",
+    "ReferenceSets",
+    "classifier_scores",
+    "cmmd",
+    "compute_metrics",
+    "evaluate_images",
+    "extract_features",
+    "format_metrics_table",
+    "frechet_distance",
+    "kernel_inception_distance",
+    "load_reference_sets",
+    "minimum_samples",
+    "precision_recall_density_coverage",
+]
