@@ -648,8 +648,6 @@ class _Trainer:
                 if self.ema is not None:
                     scalars["ema_decay"] = self.ema.cur_decay_value
                 accelerator.log(scalars, step=global_step)
-            if global_step % args.checkpointing_steps == 0:
-                self._save_checkpoint(global_step)
             if accelerator.is_main_process and (
                 global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
             ):
@@ -658,6 +656,8 @@ class _Trainer:
                 if accelerator.is_main_process:
                     self._evaluate(global_step)
                 accelerator.wait_for_everyone()
+            if global_step % args.checkpointing_steps == 0:  # last: the checkpoint records this step's evaluation
+                self._save_checkpoint(global_step)
         progress.close()
         seconds = time.perf_counter() - start
         if global_step > 0 and not any(p.endswith(f"-{global_step}") for p in list_checkpoints(self.output_dir)):
