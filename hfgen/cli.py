@@ -135,7 +135,8 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--features",
         default="digits",
-        help="'digits' (the shipped digits classifier) or 'clip:PATH' (a local CLIP model folder).",
+        help="'digits' (the shipped digits classifier), 'clip:PATH' (a local CLIP model folder) or "
+        "'inception:PATH' (pytorch-fid weights converted to .safetensors).",
     )
     parser.add_argument("--batch_size", type=int, default=250, help="Images per network batch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise and KID subsets.")

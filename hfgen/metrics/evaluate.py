@@ -62,7 +62,8 @@ def evaluate_pipeline(
         num_images (`int`): images to generate (FID with 64-d digits features needs at least 65).
         scheduler (`str`, *optional*), num_inference_steps (`int`, *optional*): diffusion sampler (see
             `hfgen sample`); default: as trained.
-        reference (`str`): ``"digits"`` or a path of real images. features (`str`): ``"digits"`` or ``"clip:PATH"``.
+        reference (`str`): ``"digits"`` or a path of real images. features (`str`): ``"digits"``, ``"clip:PATH"`` or
+            ``"inception:PATH"``.
         batch_size (`int`): images per network batch. seed (`int`): sampling noise, KID subsets, floor subsample.
         write (`bool`): merge the result into ``metrics.json`` and the model card.
 
@@ -261,7 +262,7 @@ def compare_samplers(
     for row in rows:
         row["speedup_vs_ddpm"] = baseline["seconds"] / row["seconds"]
     floor = scorer.floor(num_images)
-    _write_comparison(output_dir, rows, floor)
+    _write_comparison(output_dir, rows, floor, scorer.features_name)
     return rows
 
 
@@ -284,7 +285,7 @@ def comparison_markdown(rows: list[dict], floor: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_comparison(output_dir: str, rows: list[dict], floor: dict) -> None:
+def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -293,7 +294,7 @@ def _write_comparison(output_dir: str, rows: list[dict], floor: dict) -> None:
     num_images = rows[0]["num_images"]
     with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:
         handle.write(
-            f"# Sampler comparison ({num_images} images each, same seed, digits features)\n\n"
+            f"# Sampler comparison ({num_images} images each, same seed, {features} features)\n\n"
             + comparison_markdown(rows, floor)
             + "\n"
         )
@@ -306,7 +307,7 @@ def _write_comparison(output_dir: str, rows: list[dict], floor: dict) -> None:
     ax.axhline(floor["fid"], color="grey", linestyle="--", label=f"real-data floor ({floor['fid']:.2f})")
     ax.set_xscale("log")
     ax.set_xlabel("network evaluations per image (log scale)")
-    ax.set_ylabel("FID (digits features; lower is better)")
+    ax.set_ylabel(f"FID ({features} features; lower is better)")
     ax.set_title(f"Sample quality vs sampling cost ({num_images} images)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()

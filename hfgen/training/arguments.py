@@ -127,7 +127,7 @@ class TrainingArguments:
     )
     eval_num_images: int = field(default=256, metadata={"help": "Samples per evaluation (FID needs > 64)."})
     eval_reference: str = field(default="digits", metadata={"help": "'digits' or a folder/.npy of real images."})
-    eval_features: str = field(default="digits", metadata={"help": "'digits' or 'clip:PATH'."})
+    eval_features: str = field(default="digits", metadata={"help": "'digits', 'clip:PATH' or 'inception:PATH'."})
     save_best: bool = field(
         default=False,
         metadata={"help": "With --eval_steps: keep the pipeline with the lowest FID in OUTPUT_DIR/best."},

@@ -49,6 +49,13 @@ def derived_seed(*keys: int | str) -> int:
     return ((high << 32) | low) & ((1 << 63) - 1)
 
 
+def checkpoint_step(path: str) -> int | None:
+    """The step N of a ``checkpoint-N`` folder path, or None for any other name."""
+    name = os.path.basename(os.path.normpath(path))
+    suffix = name[len(CHECKPOINT_PREFIX) :]
+    return int(suffix) if name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
 def list_checkpoints(output_dir: str) -> list[str]:
     """Complete checkpoint folders in ``OUTPUT_DIR/checkpoints``, oldest (lowest step) first.
 
@@ -60,10 +67,9 @@ def list_checkpoints(output_dir: str) -> list[str]:
         return []
     found = []
     for name in os.listdir(root):
-        suffix = name[len(CHECKPOINT_PREFIX) :]
-        if name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit():
-            if os.path.isfile(os.path.join(root, name, TRAINER_STATE)):
-                found.append((int(suffix), os.path.join(root, name)))
+        step = checkpoint_step(name)
+        if step is not None and os.path.isfile(os.path.join(root, name, TRAINER_STATE)):
+            found.append((step, os.path.join(root, name)))
     return [path for _, path in sorted(found)]
 
 
@@ -318,8 +324,7 @@ class _Trainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             for path in list_checkpoints(self.output_dir):
-                step = int(os.path.basename(path)[len(CHECKPOINT_PREFIX) :])
-                if step >= first_bad_step:
+                if checkpoint_step(path) >= first_bad_step:
                     target = os.path.join(os.path.dirname(path), f"diverged-{os.path.basename(path)}")
                     shutil.rmtree(target, ignore_errors=True)
                     os.replace(path, target)
@@ -477,7 +482,7 @@ class _Trainer:
             plot_loss_curves(
                 {"FID": self.eval_history["fid"]},
                 os.path.join(self.output_dir, "fid.png"),
-                title="FID during training (digits features)",
+                title=f"FID during training ({self.args.eval_features} features)",
                 ylabel="FID",
             )
         write_model_card(
@@ -660,7 +665,7 @@ class _Trainer:
                 self._save_checkpoint(global_step)
         progress.close()
         seconds = time.perf_counter() - start
-        if global_step > 0 and not any(p.endswith(f"-{global_step}") for p in list_checkpoints(self.output_dir)):
+        if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
             self._save_checkpoint(global_step)  # the final state is always resumable
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
