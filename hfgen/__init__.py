@@ -5,22 +5,35 @@ Public API:
     - `load_pipeline(path_or_repo_id)`: the right pipeline for any hfgen output folder.
     - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets.
     - `make_scheduler(name, config)`, `UnconditionalDiffusionPipeline`: sample with any diffusers scheduler.
+    - models and pipelines of hfgen's own families: `VAEModel` + `VAEPipeline`, `AutoencoderModel` +
+      `AutoencoderPipeline`.
 """
 
 __version__ = "0.1.0"
 
 from hfgen.data.images import load_image_dataset  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
-from hfgen.pipelines import UnconditionalDiffusionPipeline, load_pipeline, make_scheduler  # noqa: E402
+from hfgen.models import AutoencoderModel, VAEModel  # noqa: E402
+from hfgen.pipelines import (  # noqa: E402
+    AutoencoderPipeline,
+    UnconditionalDiffusionPipeline,
+    VAEPipeline,
+    load_pipeline,
+    make_scheduler,
+)
 from hfgen.training import train  # noqa: E402
 
 __all__ = [
+    "AutoencoderModel",
+    "AutoencoderPipeline",
     "CheckpointError",
     "DatasetError",
     "HfgenError",
     "TrainingDivergedError",
     "UnconditionalDiffusionPipeline",
     "UnknownNameError",
+    "VAEModel",
+    "VAEPipeline",
     "__version__",
     "load_image_dataset",
     "load_pipeline",

@@ -22,6 +22,8 @@ commands:
   evaluate OUTPUT_DIR        FID/KID/CMMD/precision/recall/density/coverage + speed, next to the real-data floor
   compare-samplers OUTPUT_DIR
                              quality and speed of DDPM, DDIM and DPM-Solver++ step counts on one model
+  explore OUTPUT_DIR         latent-space figures of an autoencoder or VAE (reconstructions, latent map,
+                             manifold, traversal, morphing, attribute vector) into OUTPUT_DIR/figures/
 """
 
 
@@ -204,12 +206,46 @@ def _compare_samplers(argv: list[str]) -> None:
     print(f"wrote sampler_comparison.md, .json and .png into {args.output_dir} ({len(rows)} samplers)")
 
 
+def _explore(argv: list[str]) -> None:
+    from hfgen.explore import explore
+
+    parser = argparse.ArgumentParser(
+        prog="hfgen explore",
+        description="Draw the latent space of a trained autoencoder or VAE: reconstructions, prior samples (VAE), "
+        "latent map, decoded manifold, traversal, morphing and attribute vector, as PNGs in OUTPUT_DIR/figures/.",
+    )
+    parser.add_argument("output_dir", help="A trained autoencoder or VAE folder (or a Hub repo id with --figures_dir).")
+    parser.add_argument("--figures_dir", default=None, help="Where to write the PNGs. Default: OUTPUT_DIR/figures.")
+    parser.add_argument(
+        "--dataset", default="digits", help="Held-out images: 'digits' (test split) or a folder/.npy/save_to_disk path."
+    )
+    parser.add_argument("--source_class", type=int, default=1, help="Attribute vector: the class it starts from.")
+    parser.add_argument("--target_class", type=int, default=7, help="Attribute vector: the class it points to.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the prior samples.")
+    args = parser.parse_args(argv)
+    paths = explore(
+        args.output_dir,
+        figures_dir=args.figures_dir,
+        dataset=args.dataset,
+        source_class=args.source_class,
+        target_class=args.target_class,
+        seed=args.seed,
+    )
+    for name, path in paths.items():
+        print(f"{name:>17}: {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `hfgen` console script and `python -m hfgen`."""
     from hfgen.errors import HfgenError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "compare-samplers": _compare_samplers}
+    commands = {
+        "train": _train,
+        "sample": _sample,
+        "evaluate": _evaluate, "compare-samplers": _compare_samplers,
+        "explore": _explore,
+    }
     if not argv or argv[0] in ("-h", "--help"):
         from hfgen.training.objectives import OBJECTIVES
 

@@ -23,3 +23,11 @@ class UnknownNameError(HfgenError, ValueError):
 
 class ConfigurationError(HfgenError, ValueError):
     """Arguments that do not fit together (e.g. a resolution the UNet cannot halve)."""
+
+
+class ImageShapeError(HfgenError, ValueError):
+    """Images given to a model or pipeline have the wrong shape, size or number of channels."""
+
+
+class UnsupportedOperationError(HfgenError):
+    """The model cannot do what was asked (e.g. sampling from an autoencoder, which has no prior)."""

@@ -105,3 +105,58 @@ def plot_loss_curves(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_image_rows(
+    images,
+    ncols: int,
+    path: str,
+    title: str | None = None,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+) -> str:
+    """Save a grid of images with optional row/column labels and a title (matplotlib), as PNG.
+
+    Args:
+        images: `(R * ncols, C, H, W)` tensor in [0, 1] (row-major), or anything `make_image_grid` takes.
+        ncols (`int`): images per row.
+        path (`str`): output PNG path (parent folders created).
+        title (`str`, *optional*), row_labels (`list[str]`, *optional*, one per row), col_labels (`list[str]`,
+            *optional*, one per column).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = make_image_grid(images, nrow=ncols, padding=1, scale=1)
+    array = np.asarray(grid)
+    count = len(images)
+    nrows = math.ceil(count / ncols)
+    height, width = array.shape[0], array.shape[1]
+    tile_h, tile_w = (height - 1) / nrows, (width - 1) / ncols
+    scale = 0.45 if max(tile_h, tile_w) <= 32 else 0.9
+    fig_w = max(3.0, ncols * scale + (1.2 if row_labels else 0.2))
+    fig_h = max(1.5, nrows * scale + (0.6 if title else 0.1) + (0.3 if col_labels else 0))
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([1 + tile_w * (c + 0.5) for c in range(ncols)] if col_labels else [])
+    if col_labels:
+        ax.set_xticklabels(col_labels, fontsize=7)
+        ax.xaxis.tick_top()
+    ax.set_yticks([1 + tile_h * (r + 0.5) for r in range(nrows)] if row_labels else [])
+    if row_labels:
+        ax.set_yticklabels(row_labels, fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

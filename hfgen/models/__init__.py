@@ -1,1 +1,6 @@
-"""Model families. DDPM uses diffusers' own `UNet2DModel`; later families add one file each here."""
+"""Model families, one file each (diffusers `ModelMixin` + `ConfigMixin`). DDPM uses diffusers' own `UNet2DModel`."""
+
+from hfgen.models.autoencoder import AutoencoderModel, AutoencoderOutput
+from hfgen.models.vae import DiagonalGaussianDistribution, VAEModel, VAEOutput
+
+__all__ = ["AutoencoderModel", "AutoencoderOutput", "DiagonalGaussianDistribution", "VAEModel", "VAEOutput"]

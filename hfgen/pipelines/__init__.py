@@ -1,6 +1,16 @@
-"""Pipelines: `load_pipeline` for any hfgen folder, and scheduler swapping for diffusion pipelines."""
+"""Pipelines: `load_pipeline` for any hfgen folder, scheduler swapping for diffusion pipelines, and hfgen's own
+pipelines (`VAEPipeline`, `AutoencoderPipeline`)."""
 
 from hfgen.pipelines.loading import load_pipeline
+from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
+from hfgen.pipelines.pipeline_vae import VAEPipeline
 from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler, scheduler_names
 
-__all__ = ["UnconditionalDiffusionPipeline", "load_pipeline", "make_scheduler", "scheduler_names"]
+__all__ = [
+    "AutoencoderPipeline",
+    "UnconditionalDiffusionPipeline",
+    "VAEPipeline",
+    "load_pipeline",
+    "make_scheduler",
+    "scheduler_names",
+]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError
+from hfgen.errors import CheckpointError, ConfigurationError, DatasetError, HfgenError, TrainingDivergedError
 from hfgen.training.arguments import DataArguments, TrainingArguments, arguments_to_dict
 from hfgen.training.objectives import Objective, get_objective
 from hfgen.training.objectives.base import TrainingContext
@@ -477,7 +477,12 @@ class _Trainer:
             pipeline.save_pretrained(self.output_dir, safe_serialization=True)
         if self.history.get("loss"):
             self.context.final_loss = self.history["loss"][-1][1]
-        plot_loss_curves(self.history, os.path.join(self.output_dir, "loss.png"), title=f"{self.objective.name} loss")
+        plot_loss_curves(
+            self.history,
+            os.path.join(self.output_dir, "loss.png"),
+            title=f"{self.objective.name} loss",
+            ylabel=self.objective.loss_label,
+        )
         if self.eval_history.get("fid"):
             plot_loss_curves(
                 {"FID": self.eval_history["fid"]},
@@ -519,7 +524,15 @@ class _Trainer:
             num_train_images=len(self.images),
             dataset_label=_dataset_label(self.data_args),
             num_processes=accelerator.num_processes,
+            preview_images=self.images[
+                torch.randperm(len(self.images), generator=torch.Generator().manual_seed(args.seed))[:32]
+            ],
         )
+        if args.eval_steps and not self.objective.can_sample:
+            raise ConfigurationError(
+                f"{self.objective.name} cannot generate new images, so --eval_steps (FID during training) does not "
+                "apply; drop --eval_steps"
+            )
         set_seed(args.seed)
         models = self.objective.build_models(context)
         context.num_parameters = sum(p.numel() for m in models.values() for p in m.parameters())
@@ -642,6 +655,8 @@ class _Trainer:
                 self.ema.step(models[self.objective.ema_model].parameters())
             global_step += 1
             self.history["loss"].append((global_step, mean_loss))
+            for key, value in extras.items():
+                self.history.setdefault(key, []).append((global_step, value))
             lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
             postfix = {"loss": f"{mean_loss:.4f}", "lr": f"{lr:.2e}"}
             progress.set_postfix(postfix, refresh=False)

@@ -13,6 +13,8 @@ from hfgen.training.objectives.base import Objective
 # model name -> (module, class). Later families add a line here.
 OBJECTIVES: dict[str, tuple[str, str]] = {
     "ddpm": ("hfgen.training.objectives.ddpm", "DDPMObjective"),
+    "vae": ("hfgen.training.objectives.vae", "VAEObjective"),
+    "autoencoder": ("hfgen.training.objectives.autoencoder", "AutoencoderObjective"),
 }
 
 

@@ -27,6 +27,8 @@ class TrainingContext:
         num_processes (`int`): processes training together.
         num_parameters (`int`): trainable parameters (set once the models are built).
         final_loss (`float`, *optional*): the last logged loss (set at the end of training).
+        preview_images (`torch.Tensor`, *optional*): up to 32 fixed training images `(N, C, H, W)` in [-1, 1], for
+            objectives whose periodic grid shows reconstructions.
     """
 
     data_args: Any
@@ -39,6 +41,7 @@ class TrainingContext:
     num_processes: int = 1
     num_parameters: int = 0
     final_loss: float | None = None
+    preview_images: torch.Tensor | None = None
 
 
 class Objective:
@@ -50,6 +53,9 @@ class Objective:
         defaults (`dict`): values for loop/data fields left at ``None`` (e.g. ``resolution``, ``learning_rate``).
         model_card_template (`str`): file name of the Jinja template in ``model_cards/``.
         ema_model (`str`): the key of the model in `build_models` that `--use_ema` averages.
+        can_sample (`bool`): whether the pipeline generates new images (False for the autoencoder: no periodic
+            FID, ``--eval_steps`` is refused).
+        loss_label (`str`): the y-axis label (with units) of ``loss.png``.
     """
 
     name: str = ""
@@ -57,6 +63,8 @@ class Objective:
     defaults: dict[str, Any] = {}
     model_card_template: str = ""
     ema_model: str = ""
+    can_sample: bool = True
+    loss_label: str = "loss"
     pipeline_tag: str = "unconditional-image-generation"
     tags: tuple[str, ...] = ()
 
