@@ -70,7 +70,9 @@ def evaluate_pipeline(
     Returns:
         dict with ``fid``, ``kid_mean``, ``kid_std``, ``cmmd``, ``precision``, ``recall``, ``density``,
         ``coverage`` (+ classifier scores with digits features), ``images_per_second``, ``nfe``, ``scheduler``,
-        ``num_inference_steps``, ``real_data_floor`` and bookkeeping fields.
+        ``num_inference_steps``, ``real_data_floor`` and bookkeeping fields. Pipelines with a
+        ``likelihood_metrics(images, generator)`` method (VAE) add its figures on the held-out reference images,
+        e.g. ``negative_elbo_nats`` and ``bits_per_dim``.
 
     Raises:
         NotEnoughSamplesError, CheckpointError, UnknownNameError, DatasetError: with a message naming the fix.
@@ -83,6 +85,10 @@ def evaluate_pipeline(
     result, seconds = _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed)
     scorer = MetricScorer(reference, features, result.images.shape[-1], result.images.shape[1], seed)
     metrics = scorer.score(result.images)
+    if callable(getattr(pipeline, "likelihood_metrics", None)):  # VAE (negative ELBO), flows (exact likelihood)
+        held_out = scorer.sets.reference * 2 - 1
+        metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed)))
+        metrics["likelihood_data"] = scorer.sets.name
     metrics.update(
         scheduler=result.scheduler_name,
         num_inference_steps=result.num_inference_steps,
@@ -173,6 +179,25 @@ def update_model_card(output_dir: str) -> None:
             f"{metrics['cmmd']:.4f} ({floor.get('cmmd', float('nan')):.4f}) | {metrics['precision']:.3f} | "
             f"{metrics['recall']:.3f} | {metrics['coverage']:.3f} | {metrics['images_per_second']:.1f} |"
         )
+    for metrics in evaluations.values():
+        if "negative_elbo_nats" in metrics:
+            results.append(
+                EvalResult(
+                    task_type="unconditional-image-generation",
+                    dataset_type=dataset,
+                    dataset_name=dataset,
+                    metric_type="negative_elbo",
+                    metric_value=round(float(metrics["negative_elbo_nats"]), 3),
+                    metric_name="negative ELBO on held-out images (nats per image)",
+                )
+            )
+            lines += [
+                "",
+                f"Negative ELBO on {metrics['num_likelihood_images']} held-out images ({metrics['likelihood']} "
+                f"likelihood): **{metrics['negative_elbo_nats']:.2f} nats per image**, "
+                f"{metrics['bits_per_dim']:.3f} bits per dimension.",
+            ]
+            break
     lines.append(CARD_END)
     card.data.eval_results = results
     text = str(card.content)

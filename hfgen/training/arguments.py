@@ -89,16 +89,22 @@ class TrainingArguments:
     learning_rate: float | None = field(
         default=None, metadata={"help": "Peak learning rate. Family default (DDPM: 1e-3)."}
     )
-    lr_scheduler: str = field(
-        default="cosine", metadata={"help": f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}."}
+    lr_scheduler: str | None = field(
+        default=None,
+        metadata={"help": f"Learning-rate schedule: {', '.join(LR_SCHEDULERS)}. Family default (most: cosine)."},
     )
-    lr_warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps of the schedule."})
-    adam_beta1: float = field(default=0.95, metadata={"help": "AdamW beta1."})
-    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
-    adam_weight_decay: float = field(default=1e-6, metadata={"help": "AdamW weight decay."})
-    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_warmup_steps: int | None = field(
+        default=None, metadata={"help": "Linear warm-up steps of the schedule. Family default (most: 100)."}
+    )
+    adam_beta1: float | None = field(default=None, metadata={"help": "Adam beta1. Family default (most: 0.95)."})
+    adam_beta2: float | None = field(default=None, metadata={"help": "Adam beta2. Family default (most: 0.999)."})
+    adam_weight_decay: float | None = field(
+        default=None, metadata={"help": "AdamW weight decay. Family default (most: 1e-6)."}
+    )
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon."})
     max_grad_norm: float | None = field(
-        default=1.0, metadata={"help": "Clip the gradient norm to this value (0 or unset: no clipping)."}
+        default=None,
+        metadata={"help": "Clip each optimiser's gradient norm to this value (0: no clipping). Family default (most: 1)."},
     )
     use_ema: bool = field(
         default=False,
@@ -149,7 +155,7 @@ class TrainingArguments:
             raise ValueError(f"--max_train_steps must be a positive integer, got {self.max_train_steps}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
+        if self.lr_scheduler is not None and self.lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(
                 f"--lr_scheduler {self.lr_scheduler!r} is unknown; choose one of {', '.join(LR_SCHEDULERS)}"
             )
@@ -172,6 +178,16 @@ class TrainingArguments:
 
 
 SECRET_FIELDS = ("hub_token",)
+
+# Loop defaults for the fields a family may set differently (GANs: constant LR, no clipping, their Adam betas).
+GENERIC_DEFAULTS = {
+    "lr_scheduler": "cosine",
+    "lr_warmup_steps": 100,
+    "adam_beta1": 0.95,
+    "adam_beta2": 0.999,
+    "adam_weight_decay": 1e-6,
+    "max_grad_norm": 1.0,
+}
 
 
 def arguments_to_dict(*dataclass_instances) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from hfgen.errors import CheckpointError, ConfigurationError, DatasetError, HfgenError, TrainingDivergedError
-from hfgen.training.arguments import DataArguments, TrainingArguments, arguments_to_dict
+from hfgen.training.arguments import GENERIC_DEFAULTS, DataArguments, TrainingArguments, arguments_to_dict
 from hfgen.training.objectives import Objective, get_objective
 from hfgen.training.objectives.base import TrainingContext
 
@@ -111,11 +111,12 @@ def parse_train_kwargs(objective: Objective, kwargs: dict):
     return tuple(instances)
 
 
-def _resolve_defaults(objective: Objective, data_args: DataArguments, training_args: TrainingArguments) -> None:
-    for key, value in objective.defaults.items():
-        for args in (data_args, training_args):
-            if hasattr(args, key) and getattr(args, key) is None:
-                setattr(args, key, value)
+def _resolve_defaults(objective: Objective, data_args: DataArguments, training_args: TrainingArguments, model_args):
+    """Family defaults first (`Objective.resolve_defaults`), then the loop's `GENERIC_DEFAULTS`."""
+    objective.resolve_defaults(data_args, training_args, model_args)
+    for key, value in GENERIC_DEFAULTS.items():
+        if getattr(training_args, key) is None:
+            setattr(training_args, key, value)
 
 
 def _dataset_label(data_args: DataArguments) -> str:
@@ -161,7 +162,7 @@ def train(
     training_args = training_args or TrainingArguments()
     if model_args is None and objective.arguments_class is not None:
         model_args = objective.arguments_class()
-    _resolve_defaults(objective, data_args, training_args)
+    _resolve_defaults(objective, data_args, training_args, model_args)
     if training_args.output_dir is None:
         training_args.output_dir = os.path.join("outputs", f"{objective.name}-{_dataset_label(data_args)}")
     return _Trainer(objective, data_args, training_args, model_args).run()
@@ -174,7 +175,8 @@ class _Trainer:
         self.args = training_args
         self.model_args = model_args
         self.output_dir = os.path.abspath(training_args.output_dir)
-        self.history: dict[str, list[tuple[int, float]]] = {"loss": []}
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.final_loss: float | None = None
         self.eval_history: dict[str, list[tuple[int, float]]] = {}
         self.best_fid = math.inf
         self.scorer = None
@@ -392,6 +394,23 @@ class _Trainer:
             if old != list(lrs):
                 self.accelerator.print(f"Learning rate changed on resume: {old} -> {list(lrs)}.")
 
+    def _diverged(self, global_step: int, what: str, optimizers) -> None:
+        """Stop on a NaN/inf loss or gradient: quarantine checkpoints written after it and raise."""
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        good = self._quarantine_checkpoints(first_bad_step=global_step)
+        where = (
+            f"the last good checkpoint {good} is intact (resume with --resume_from_checkpoint latest and a "
+            "lower --learning_rate)"
+            if good
+            else "no good checkpoint was written yet"
+        )
+        self.accelerator.end_training()
+        raise TrainingDivergedError(
+            f"training diverged at step {global_step + 1}: {what}; {where}; try a lower --learning_rate "
+            f"(now {self.args.learning_rate:g})"
+        )
+
     # ----------------------------------------------------------------- outputs
     @contextlib.contextmanager
     def _ema_weights(self):
@@ -475,8 +494,10 @@ class _Trainer:
         with self._ema_weights():
             pipeline = self.objective.build_pipeline(self.unwrapped)
             pipeline.save_pretrained(self.output_dir, safe_serialization=True)
-        if self.history.get("loss"):
-            self.context.final_loss = self.history["loss"][-1][1]
+        if self.final_loss is None:  # nothing trained in this run (resumed at the end): the recorded last loss
+            series = [points for key, points in self.history.items() if key.endswith("loss") and points]
+            self.final_loss = series[-1][-1][1] if series else None
+        self.context.final_loss = self.final_loss
         plot_loss_curves(
             self.history,
             os.path.join(self.output_dir, "loss.png"),
@@ -585,7 +606,7 @@ class _Trainer:
         global_step = self._resume()
         if global_step:
             self._apply_learning_rates(optimizers, schedulers, initial_lrs)
-        params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+        updates = self.objective.updates()
         accumulation = args.gradient_accumulation_steps
         accelerator.print(
             f"Training {self.objective.name} on {len(self.images)} images "
@@ -600,71 +621,73 @@ class _Trainer:
             file=sys.stderr,
         )
         start = time.perf_counter()
+        mean_loss = None
         for model in models.values():
             model.train()
         while global_step < args.max_train_steps:
-            step_loss = torch.zeros((), device=accelerator.device)
-            extras: dict[str, float] = {}
-            for micro in range(accumulation):
-                index = global_step * accumulation + micro
-                images = self._batch(index)
-                generator = self._noise_generator(index)
-                if self.data_args.random_flip:
-                    from hfgen.data.images import random_hflip
+            context.global_step = global_step
+            losses: dict[str, list[float]] = {}
+            logs_sum: dict[str, list[float]] = {}
+            grad_norms: dict[str, float] = {}
+            for position, update in enumerate(updates):
+                update_loss = torch.zeros((), device=accelerator.device)
+                for micro in range(accumulation):
+                    index = (global_step * len(updates) + position) * accumulation + micro
+                    images = self._batch(index)
+                    generator = self._noise_generator(index)
+                    if self.data_args.random_flip:
+                        from hfgen.data.images import random_hflip
 
-                    images = random_hflip(images, generator)
-                with contextlib.ExitStack() as stack:
-                    if micro < accumulation - 1:
-                        for m in models.values():
-                            stack.enter_context(accelerator.no_sync(m))
-                    with accelerator.autocast():
-                        loss, logs = self.objective.compute_loss(models, images, generator)
-                    accelerator.backward(loss / accumulation)
-                step_loss += loss.detach().float() / accumulation
-                for key, value in logs.items():
-                    extras[key] = extras.get(key, 0.0) + float(value) / accumulation
-            mean_loss = accelerator.gather(step_loss.reshape(1)).mean().item()
-            grad_norm = None
-            if math.isfinite(mean_loss) and args.max_grad_norm:
-                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                grad_norm = float(grad_norm) if grad_norm is not None else None
-            if not math.isfinite(mean_loss) or (grad_norm is not None and not math.isfinite(grad_norm)):
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                progress.close()
-                what = f"loss {mean_loss}" if not math.isfinite(mean_loss) else f"gradient norm {grad_norm}"
-                good = self._quarantine_checkpoints(first_bad_step=global_step)
-                where = (
-                    f"the last good checkpoint {good} is intact (resume with --resume_from_checkpoint latest and a "
-                    "lower --learning_rate)"
-                    if good
-                    else "no good checkpoint was written yet"
-                )
-                accelerator.end_training()
-                raise TrainingDivergedError(
-                    f"training diverged at step {global_step + 1}: {what}; {where}; try a lower --learning_rate "
-                    f"(now {args.learning_rate:g})"
-                )
-            for optimizer in optimizers:
+                        images = random_hflip(images, generator)
+                    with contextlib.ExitStack() as stack:
+                        if micro < accumulation - 1:
+                            for m in models.values():
+                                stack.enter_context(accelerator.no_sync(m))
+                        with accelerator.autocast():
+                            loss, logs = self.objective.compute_loss(models, images, generator, phase=update.name)
+                        accelerator.backward(loss / accumulation)
+                    update_loss += loss.detach().float() / accumulation
+                    for key, value in logs.items():
+                        logs_sum.setdefault(key, []).append(float(value) / accumulation)
+                value = accelerator.gather(update_loss.reshape(1)).mean().item()
+                optimizer = optimizers[update.optimizer]
+                grad_norm = None
+                if math.isfinite(value) and args.max_grad_norm:
+                    params = [p for group in optimizer.param_groups for p in group["params"]]
+                    grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                    grad_norm = float(grad_norm) if grad_norm is not None else None
+                if not math.isfinite(value) or (grad_norm is not None and not math.isfinite(grad_norm)):
+                    label = "" if len(updates) == 1 else f"{update.name} "
+                    what = f"{label}loss {value}" if not math.isfinite(value) else f"{label}gradient norm {grad_norm}"
+                    progress.close()
+                    self._diverged(global_step, what, optimizers)
                 optimizer.step()
+                for each in optimizers:
+                    each.zero_grad(set_to_none=True)
+                self.objective.after_update(models, update.name)
+                losses.setdefault(update.name, []).append(value)
+                if grad_norm is not None:
+                    grad_norms[update.name] = grad_norm
             for scheduler in schedulers:
                 scheduler.step()
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.step(models[self.objective.ema_model].parameters())
             global_step += 1
-            self.history["loss"].append((global_step, mean_loss))
-            for key, value in extras.items():
+            step_losses = {
+                ("loss" if len(updates) == 1 else f"{name}_loss"): sum(v) / len(v) for name, v in losses.items()
+            }
+            mean_loss = list(step_losses.values())[-1]
+            accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
+            for key, value in {**step_losses, **accumulated}.items():
                 self.history.setdefault(key, []).append((global_step, value))
             lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
-            postfix = {"loss": f"{mean_loss:.4f}", "lr": f"{lr:.2e}"}
+            postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
             progress.set_postfix(postfix, refresh=False)
             progress.update(1)
             if global_step % args.logging_steps == 0 and args.logger != "none":
-                scalars = {"loss": mean_loss, "lr": lr, **extras}
-                if grad_norm is not None:
-                    scalars["grad_norm"] = grad_norm
+                scalars = {**step_losses, "lr": lr, **accumulated}
+                for name, norm in grad_norms.items():
+                    scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm
                 if self.ema is not None:
                     scalars["ema_decay"] = self.ema.cur_decay_value
                 accelerator.log(scalars, step=global_step)
@@ -680,6 +703,7 @@ class _Trainer:
                 self._save_checkpoint(global_step)
         progress.close()
         seconds = time.perf_counter() - start
+        self.final_loss = mean_loss
         if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
             self._save_checkpoint(global_step)  # the final state is always resumable
         accelerator.wait_for_everyone()

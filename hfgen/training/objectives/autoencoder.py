@@ -68,7 +68,7 @@ class AutoencoderObjective(Objective):
         self.preview_images = context.preview_images
         return {"autoencoder": _build(AutoencoderModel, context)}
 
-    def compute_loss(self, models, images, generator):
+    def compute_loss(self, models, images, generator, phase="model"):
         output = models["autoencoder"](images)
         return output.loss, {}
 

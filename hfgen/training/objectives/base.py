@@ -29,6 +29,7 @@ class TrainingContext:
         final_loss (`float`, *optional*): the last logged loss (set at the end of training).
         preview_images (`torch.Tensor`, *optional*): up to 32 fixed training images `(N, C, H, W)` in [-1, 1], for
             objectives whose periodic grid shows reconstructions.
+        global_step (`int`): optimiser steps done before the current one (updated by the loop before each step).
     """
 
     data_args: Any
@@ -42,6 +43,20 @@ class TrainingContext:
     num_parameters: int = 0
     final_loss: float | None = None
     preview_images: torch.Tensor | None = None
+    global_step: int = 0
+
+
+@dataclass(frozen=True)
+class Update:
+    """One optimiser update inside a training step (see `Objective.updates`).
+
+    Attributes:
+        name (`str`): the phase passed to `Objective.compute_loss` (``"model"``; GANs: ``"critic"``, ``"generator"``).
+        optimizer (`int`): index of the optimiser (in `Objective.create_optimizers`' list) that this update steps.
+    """
+
+    name: str = "model"
+    optimizer: int = 0
 
 
 class Objective:
@@ -86,8 +101,22 @@ class Objective:
             )
         ]
 
+    def updates(self) -> list[Update]:
+        """The optimiser updates of one training step, in order; the same list every step.
+
+        Default: one update of optimiser 0. GANs return ``n_critic`` critic updates then one generator update. Each
+        update draws its own batch (and gradient-accumulation micro-batches), computes `compute_loss` with its
+        ``phase``, clips the gradients of its optimiser's parameters, checks for NaN/inf, steps that optimiser, zeroes
+        every gradient and calls `after_update`. LR schedules and EMA step once per training step.
+        """
+        return [Update()]
+
     def compute_loss(
-        self, models: dict[str, torch.nn.Module], images: torch.Tensor, generator: torch.Generator
+        self,
+        models: dict[str, torch.nn.Module],
+        images: torch.Tensor,
+        generator: torch.Generator,
+        phase: str = "model",
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss of one batch and extra scalars to log.
 
@@ -95,8 +124,22 @@ class Objective:
             models: the prepared (possibly DDP-wrapped) models from `build_models`.
             images (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): in [-1, 1].
             generator (`torch.Generator`): the only source of randomness to use (makes resuming exact).
+            phase (`str`): the `Update.name` being computed.
         """
         raise NotImplementedError
+
+    def after_update(self, models: dict[str, torch.nn.Module], phase: str) -> None:
+        """Called after each optimiser step (e.g. WGAN weight clipping). Default: nothing."""
+
+    def resolve_defaults(self, data_args, training_args, model_args) -> None:
+        """Fill loop/data fields left at ``None`` with `defaults` (override for defaults that depend on flags)."""
+        for key, value in self.defaults.items():
+            for args in (data_args, training_args):
+                if hasattr(args, key) and getattr(args, key) is None:
+                    setattr(args, key, value)
+
+    def write_figures(self, output_dir: str, history: dict, eval_history: dict) -> None:
+        """Extra figures at the end of training (``history``: series name -> ``[(step, value)]``). Default: none."""
 
     def build_pipeline(self, models: dict[str, torch.nn.Module]):
         """A `DiffusionPipeline` holding the (unwrapped, EMA when used) models, ready for ``save_pretrained``."""

@@ -135,7 +135,7 @@ class DDPMObjective(Objective):
         config = unet_config_from_args(args, context.resolution, context.num_channels)
         return {"unet": UNet2DModel(**config)}
 
-    def compute_loss(self, models, images, generator):
+    def compute_loss(self, models, images, generator, phase="model"):
         scheduler = self.noise_scheduler
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), generator=generator)

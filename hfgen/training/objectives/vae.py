@@ -60,7 +60,7 @@ class VAEObjective(Objective):
         )
         return {"vae": model}
 
-    def compute_loss(self, models, images, generator):
+    def compute_loss(self, models, images, generator, phase="model"):
         output = models["vae"](images, generator=generator)
         logs = {
             "reconstruction_loss": output.reconstruction_loss.mean().item(),
