@@ -6,16 +6,17 @@ Public API:
     - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets.
     - `make_scheduler(name, config)`, `UnconditionalDiffusionPipeline`: sample with any diffusers scheduler.
     - models and pipelines of hfgen's own families: `VAEModel` + `VAEPipeline`, `AutoencoderModel` +
-      `AutoencoderPipeline`.
+      `AutoencoderPipeline`, `DCGANGenerator` + `DCGANDiscriminator` + `GANPipeline`.
 """
 
 __version__ = "0.1.0"
 
 from hfgen.data.images import load_image_dataset  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
-from hfgen.models import AutoencoderModel, VAEModel  # noqa: E402
+from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, VAEModel  # noqa: E402
 from hfgen.pipelines import (  # noqa: E402
     AutoencoderPipeline,
+    GANPipeline,
     UnconditionalDiffusionPipeline,
     VAEPipeline,
     load_pipeline,
@@ -27,7 +28,10 @@ __all__ = [
     "AutoencoderModel",
     "AutoencoderPipeline",
     "CheckpointError",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
     "DatasetError",
+    "GANPipeline",
     "HfgenError",
     "TrainingDivergedError",
     "UnconditionalDiffusionPipeline",

@@ -160,3 +160,65 @@ def plot_image_rows(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_gan_training_curves(
+    history: dict[str, list[tuple[int, float]]],
+    eval_history: dict[str, list[tuple[int, float]]],
+    path: str,
+    title: str = "GAN",
+) -> str:
+    """GAN diagnostics in one PNG: the critic/discriminator and generator losses; the Wasserstein estimate (WGAN)
+    or the discriminator's accuracy on real and fake images (BCE); the gradient penalty and the critic's mean
+    gradient norm (WGAN-GP); FID over training (with ``--eval_steps``). Panels without data are left out.
+
+    Args:
+        history: series name -> ``[(step, value)]`` as the training loop records it.
+        eval_history: ``{"fid": [(step, value)], ...}``.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("losses", [k for k in ("discriminator_loss", "critic_loss", "generator_loss") if history.get(k)], None),
+        ("Wasserstein estimate E[D(x)] - E[D(G(z))]", [k for k in ("wasserstein_estimate",) if history.get(k)], None),
+        (
+            "discriminator accuracy",
+            [k for k in ("discriminator_accuracy_real", "discriminator_accuracy_fake") if history.get(k)],
+            (0, 1.02),
+        ),
+        ("gradient penalty and critic gradient norm", [k for k in ("gradient_penalty", "critic_gradient_norm")
+                                                       if history.get(k)], None),  # fmt: skip
+    ]
+    panels = [(name, keys, ylim, history) for name, keys, ylim in panels if keys]
+    if eval_history.get("fid"):
+        panels.append(("FID (digits features) during training", ["fid"], None, eval_history))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig, axes = plt.subplots(len(panels) or 1, 1, figsize=(7, 2.6 * max(1, len(panels))), dpi=100, squeeze=False)
+    for ax, (name, keys, ylim, source) in zip(axes[:, 0], panels):
+        for key in keys:
+            steps = np.array([p[0] for p in source[key]])
+            values = np.array([p[1] for p in source[key]], dtype=np.float64)
+            window = max(1, len(values) // 50)
+            line = ax.plot(steps, values, alpha=0.25 if window > 1 else 1.0, linewidth=0.8)[0]
+            if window > 1:
+                smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+                ax.plot(steps[window - 1 :], smooth, color=line.get_color(), label=key)
+            else:
+                line.set_label(key)
+        ax.set_title(name, fontsize=9)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("generator step")
+    fig.suptitle(f"{title} training curves", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,13 +1,15 @@
 """Pipelines: `load_pipeline` for any hfgen folder, scheduler swapping for diffusion pipelines, and hfgen's own
-pipelines (`VAEPipeline`, `AutoencoderPipeline`)."""
+pipelines (`VAEPipeline`, `AutoencoderPipeline`, `GANPipeline`)."""
 
 from hfgen.pipelines.loading import load_pipeline
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
+from hfgen.pipelines.pipeline_gan import GANPipeline
 from hfgen.pipelines.pipeline_vae import VAEPipeline
 from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler, scheduler_names
 
 __all__ = [
     "AutoencoderPipeline",
+    "GANPipeline",
     "UnconditionalDiffusionPipeline",
     "VAEPipeline",
     "load_pipeline",

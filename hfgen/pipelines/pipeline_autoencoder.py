@@ -8,28 +8,9 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 
 from hfgen.errors import UnsupportedOperationError
 from hfgen.models.autoencoder import AutoencoderModel
-from hfgen.pipelines.utils import postprocess_images, preprocess_images
+from hfgen.pipelines.utils import postprocess_images, preprocess_images, slerp
 
 INTERPOLATIONS = ("slerp", "linear")
-
-
-def slerp(z_a: torch.Tensor, z_b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical linear interpolation (Shoemake 1985; White 2016 for generative latents).
-
-    Args:
-        z_a, z_b (`torch.Tensor` of shape `(latent_dim,)`): the endpoints.
-        t (`torch.Tensor` of shape `(steps,)`): fractions in [0, 1].
-
-    Returns:
-        `(steps, latent_dim)`; exactly ``z_a`` at t = 0 and ``z_b`` at t = 1. Falls back to linear interpolation
-        for (anti-)parallel endpoints.
-    """
-    t = t[:, None]
-    cos = torch.dot(z_a, z_b) / (z_a.norm() * z_b.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1, 1))
-    if omega.abs() < 1e-4 or (torch.pi - omega).abs() < 1e-4:
-        return (1 - t) * z_a + t * z_b
-    return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
 
 
 class AutoencoderPipeline(DiffusionPipeline):

@@ -504,6 +504,7 @@ class _Trainer:
             title=f"{self.objective.name} loss",
             ylabel=self.objective.loss_label,
         )
+        self.objective.write_figures(self.output_dir, self.history, self.eval_history)
         if self.eval_history.get("fid"):
             plot_loss_curves(
                 {"FID": self.eval_history["fid"]},

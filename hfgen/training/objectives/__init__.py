@@ -15,6 +15,10 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "ddpm": ("hfgen.training.objectives.ddpm", "DDPMObjective"),
     "vae": ("hfgen.training.objectives.vae", "VAEObjective"),
     "autoencoder": ("hfgen.training.objectives.autoencoder", "AutoencoderObjective"),
+    "dcgan": ("hfgen.training.objectives.gan", "DCGANObjective"),
+    "wgan": ("hfgen.training.objectives.gan", "WGANObjective"),
+    "wgan-gp": ("hfgen.training.objectives.gan", "WGANGPObjective"),
+    "gan": ("hfgen.training.objectives.gan", "GANObjective"),
 }
 
 

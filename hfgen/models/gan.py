@@ -1,0 +1,138 @@
+"""DCGAN generator and discriminator/critic (Radford et al., "Unsupervised Representation Learning with Deep
+Convolutional Generative Adversarial Networks", ICLR 2016), also used as the WGAN (Arjovsky et al. 2017) and
+WGAN-GP (Gulrajani et al. 2017) critic.
+
+Architecture guidelines of the paper: no pooling (strided convolutions in the discriminator, transposed convolutions
+in the generator), batch norm in both (not on the generator output nor the discriminator input), ReLU in the
+generator with a tanh output, LeakyReLU(0.2) in the discriminator, weights initialised from N(0, 0.02).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from hfgen.models.conv import check_images
+
+
+def _levels(sample_size: int) -> int:
+    """Stride-2 levels between 4x4 and ``sample_size``; raises ValueError unless sample_size = 4 * 2^k, k >= 1."""
+    levels = math.log2(sample_size / 4) if sample_size >= 8 else -1
+    if levels < 1 or not float(levels).is_integer():
+        raise ValueError(f"sample_size must be 4 * 2^k with k >= 1 (8, 16, 32, 64, ...), got {sample_size}")
+    return int(levels)
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """Radford et al.'s initialisation: conv weights ~ N(0, 0.02); batch-norm scale ~ N(1, 0.02), shift 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+@dataclass
+class DCGANGeneratorOutput(BaseOutput):
+    """Args:
+    sample (`torch.Tensor` of shape `(batch_size, out_channels, sample_size, sample_size)`): images in [-1, 1]."""
+
+    sample: torch.Tensor
+
+
+class DCGANGenerator(ModelMixin, ConfigMixin):
+    """Latent vector -> image: a projection to 4x4, then transposed convolutions doubling the size and halving the
+    channels, batch norm + ReLU between them and tanh at the end.
+
+    Parameters:
+        sample_size (`int`, defaults to 16): output height and width, 4 * 2^k (8, 16, 32, 64...).
+        out_channels (`int`, defaults to 1): image channels.
+        latent_dim (`int`, defaults to 100): size of z (the paper's 100).
+        base_channels (`int`, defaults to 64): channels of the last hidden layer (the paper's ``ngf``); the 4x4 layer
+            has ``base_channels * 2^(k-1)``.
+
+    Raises:
+        ValueError: for an unsupported ``sample_size`` or non-positive sizes.
+    """
+
+    @register_to_config
+    def __init__(self, sample_size: int = 16, out_channels: int = 1, latent_dim: int = 100, base_channels: int = 64):
+        super().__init__()
+        levels = _levels(sample_size)
+        if min(out_channels, latent_dim, base_channels) < 1:
+            raise ValueError("out_channels, latent_dim and base_channels must be positive")
+        channels = [base_channels * 2 ** (levels - 1 - i) for i in range(levels)]
+        layers = [nn.ConvTranspose2d(latent_dim, channels[0], 4, 1, 0, bias=False), nn.BatchNorm2d(channels[0]),
+                  nn.ReLU(True)]  # fmt: skip
+        for current, following in zip(channels, channels[1:]):
+            layers += [nn.ConvTranspose2d(current, following, 4, 2, 1, bias=False), nn.BatchNorm2d(following),
+                       nn.ReLU(True)]  # fmt: skip
+        layers += [nn.ConvTranspose2d(channels[-1], out_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, latents: torch.Tensor, return_dict: bool = True) -> DCGANGeneratorOutput | tuple:
+        """``latents`` `(batch_size, latent_dim)` -> images `(batch_size, out_channels, sample_size, sample_size)`
+        in [-1, 1].
+
+        Raises:
+            ValueError: for latents of the wrong shape.
+        """
+        if latents.ndim != 2 or latents.shape[1] != self.config.latent_dim:
+            raise ValueError(f"expected latents of shape (batch_size, {self.config.latent_dim}), got {tuple(latents.shape)}")
+        sample = self.main(latents[:, :, None, None])
+        return DCGANGeneratorOutput(sample=sample) if return_dict else (sample,)
+
+
+class DCGANDiscriminator(ModelMixin, ConfigMixin):
+    """Image -> one score per image: strided convolutions halving the size and doubling the channels, LeakyReLU(0.2),
+    optional batch norm (never on the input layer), and a final 4x4 convolution to one logit. No sigmoid: the BCE
+    loss applies it, and a WGAN critic outputs an unbounded score.
+
+    Parameters:
+        sample_size (`int`, defaults to 16): input height and width, 4 * 2^k.
+        in_channels (`int`, defaults to 1): image channels.
+        base_channels (`int`, defaults to 64): channels of the first layer (the paper's ``ndf``).
+        use_batch_norm (`bool`, defaults to True): batch norm after every hidden convolution but the first. Must be
+            False for the WGAN-GP critic: the gradient penalty is per sample and batch norm couples the samples
+            (Gulrajani et al. 2017, Sec. 4).
+
+    Raises:
+        ValueError: for an unsupported ``sample_size`` or non-positive sizes.
+    """
+
+    @register_to_config
+    def __init__(self, sample_size: int = 16, in_channels: int = 1, base_channels: int = 64, use_batch_norm: bool = True):
+        super().__init__()
+        levels = _levels(sample_size)
+        if min(in_channels, base_channels) < 1:
+            raise ValueError("in_channels and base_channels must be positive")
+        channels = [base_channels * 2**i for i in range(levels)]
+        layers = [nn.Conv2d(in_channels, channels[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for current, following in zip(channels, channels[1:]):
+            layers.append(nn.Conv2d(current, following, 4, 2, 1, bias=not use_batch_norm))
+            if use_batch_norm:
+                layers.append(nn.BatchNorm2d(following))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False))
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        """Images `(batch_size, in_channels, sample_size, sample_size)` in [-1, 1] -> scores `(batch_size,)`
+        (logits for BCE, critic values for WGAN).
+
+        Raises:
+            ImageShapeError: for images of the wrong shape or channels.
+        """
+        check_images(sample, self.config.in_channels, self.config.sample_size, type(self).__name__)
+        return self.main(sample).flatten()
