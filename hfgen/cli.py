@@ -214,10 +214,14 @@ def _explore(argv: list[str]) -> None:
         description="Draw the latent space of a trained autoencoder or VAE: reconstructions, prior samples (VAE), "
         "latent map, decoded manifold, traversal, morphing and attribute vector, as PNGs in OUTPUT_DIR/figures/.",
     )
-    parser.add_argument("output_dir", help="A trained autoencoder or VAE folder (or a Hub repo id with --figures_dir).")
+    parser.add_argument(
+        "output_dir", help="A trained autoencoder or VAE folder (or a Hub repo id with --figures_dir)."
+    )
     parser.add_argument("--figures_dir", default=None, help="Where to write the PNGs. Default: OUTPUT_DIR/figures.")
     parser.add_argument(
-        "--dataset", default="digits", help="Held-out images: 'digits' (test split) or a folder/.npy/save_to_disk path."
+        "--dataset",
+        default="digits",
+        help="Held-out images: 'digits' (test split) or a folder/.npy/save_to_disk path.",
     )
     parser.add_argument("--source_class", type=int, default=1, help="Attribute vector: the class it starts from.")
     parser.add_argument("--target_class", type=int, default=7, help="Attribute vector: the class it points to.")
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = {
         "train": _train,
         "sample": _sample,
-        "evaluate": _evaluate, "compare-samplers": _compare_samplers,
+        "evaluate": _evaluate,
+        "compare-samplers": _compare_samplers,
         "explore": _explore,
     }
     if not argv or argv[0] in ("-h", "--help"):

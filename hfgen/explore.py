@@ -61,7 +61,10 @@ def plot_reconstructions(pipeline, images: torch.Tensor, path: str, num_images: 
     reconstructions = pipeline.reconstruct(originals, output_type="pt").images.cpu()
     grid = torch.cat([_to_unit(originals), reconstructions])
     return plot_image_rows(
-        grid, len(originals), path, title="Held-out images and their reconstructions",
+        grid,
+        len(originals),
+        path,
+        title="Held-out images and their reconstructions",
         row_labels=["original", "reconstruction"],
     )
 
@@ -76,7 +79,9 @@ def plot_prior_samples(pipeline, path: str, num_images: int = 64, seed: int = 0,
 
     generator = torch.Generator().manual_seed(seed)
     samples = pipeline(batch_size=num_images, generator=generator, temperature=temperature, output_type="pt").images
-    return plot_image_rows(samples.cpu(), 8, path, title=f"Samples from the prior N(0, I) (temperature {temperature:g})")
+    return plot_image_rows(
+        samples.cpu(), 8, path, title=f"Samples from the prior N(0, I) (temperature {temperature:g})"
+    )
 
 
 def _projection(codes: np.ndarray):
@@ -172,8 +177,9 @@ def traversal_dimensions(pipeline, images: torch.Tensor, count: int = 6) -> tupl
     return order.tolist(), scores[order].tolist()
 
 
-def plot_traversal(pipeline, images: torch.Tensor, path: str, image_index: int = 0, num_dims: int = 6,
-                   num_values: int = 9) -> str:
+def plot_traversal(
+    pipeline, images: torch.Tensor, path: str, image_index: int = 0, num_dims: int = 6, num_values: int = 9
+) -> str:
     """Latent traversal of ``images[image_index]`` over the most used dimensions. Returns ``path``.
 
     VAE: each dimension set to -3..3 (prior standard deviations). Autoencoder: each dimension swept over its mean
@@ -198,8 +204,12 @@ def plot_traversal(pipeline, images: torch.Tensor, path: str, image_index: int =
         row_labels = [f"z{d + 1} (var {s:.2f})" for d, s in zip(dims, scores)]
         col_labels = [f"{v:+.1f}σ" for v in torch.linspace(-3, 3, num_values).tolist()]
     return plot_image_rows(
-        decoded, num_values, path, title="Latent traversal: one dimension swept, the others fixed",
-        row_labels=row_labels, col_labels=col_labels,
+        decoded,
+        num_values,
+        path,
+        title="Latent traversal: one dimension swept, the others fixed",
+        row_labels=row_labels,
+        col_labels=col_labels,
     )
 
 
@@ -212,23 +222,42 @@ def _first_of(labels: torch.Tensor | None, label: int, default: int) -> int:
     return int(found[0])
 
 
-def plot_morphing(pipeline, images: torch.Tensor, path: str, index_a: int = 0, index_b: int = 1, steps: int = 10,
-                  method: str = "slerp") -> str:
+def plot_morphing(
+    pipeline,
+    images: torch.Tensor,
+    path: str,
+    index_a: int = 0,
+    index_b: int = 1,
+    steps: int = 10,
+    method: str = "slerp",
+) -> str:
     """One row morphing ``images[index_a]`` into ``images[index_b]`` (their reconstructions at the ends)."""
     from hfgen.plotting import plot_image_rows
 
     row = pipeline.interpolate(images[index_a], images[index_b], steps=steps, method=method, output_type="pt")
-    row = torch.cat([_to_unit(images[index_a : index_a + 1]), row.images.cpu(), _to_unit(images[index_b : index_b + 1])])
+    row = torch.cat(
+        [_to_unit(images[index_a : index_a + 1]), row.images.cpu(), _to_unit(images[index_b : index_b + 1])]
+    )
     labels = ["A"] + [f"{t:.2f}" for t in np.linspace(0, 1, steps)] + ["B"]
     return plot_image_rows(
-        row, len(row), path, title=f"Morphing A into B ({method} interpolation of the codes; originals at the ends)",
+        row,
+        len(row),
+        path,
+        title=f"Morphing A into B ({method} interpolation of the codes; originals at the ends)",
         col_labels=labels,
     )
 
 
-def plot_attribute_vector(pipeline, images: torch.Tensor, labels: torch.Tensor, path: str, source_class: int = 1,
-                          target_class: int = 7, num_rows: int = 4,
-                          alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)) -> str:
+def plot_attribute_vector(
+    pipeline,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    path: str,
+    source_class: int = 1,
+    target_class: int = 7,
+    num_rows: int = 4,
+    alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+) -> str:
     """Add v = mean code(``target_class``) - mean code(``source_class``) with increasing α to ``num_rows``
     held-out images of ``source_class``. Returns ``path``.
 
@@ -238,7 +267,9 @@ def plot_attribute_vector(pipeline, images: torch.Tensor, labels: torch.Tensor, 
     from hfgen.plotting import plot_image_rows
 
     if labels is None:
-        raise DatasetError("the attribute-vector figure needs labelled images (digits, or a folder with class folders)")
+        raise DatasetError(
+            "the attribute-vector figure needs labelled images (digits, or a folder with class folders)"
+        )
     with_target, with_source = images[labels == target_class], images[labels == source_class]
     if len(with_target) == 0 or len(with_source) == 0:
         raise DatasetError(f"no held-out images of class {target_class if len(with_target) == 0 else source_class}")
@@ -248,7 +279,9 @@ def plot_attribute_vector(pipeline, images: torch.Tensor, labels: torch.Tensor, 
         for image in with_source[:num_rows]
     ]
     return plot_image_rows(
-        torch.cat(rows), len(alphas), path,
+        torch.cat(rows),
+        len(alphas),
+        path,
         title=f"z + α·v, v = mean code of '{target_class}' − mean code of '{source_class}'",
         col_labels=[f"α={a:g}" for a in alphas],
     )
@@ -293,9 +326,13 @@ def explore(
     images, labels = load_held_out_images(pipeline, dataset)
     if len(images) < 2:
         raise DatasetError(f"the held-out data has {len(images)} image(s); at least 2 are needed")
-    paths = {"reconstructions": plot_reconstructions(pipeline, images, os.path.join(figures_dir, "reconstructions.png"))}
+    paths = {
+        "reconstructions": plot_reconstructions(pipeline, images, os.path.join(figures_dir, "reconstructions.png"))
+    }
     if _is_vae(pipeline):
-        paths["prior_samples"] = plot_prior_samples(pipeline, os.path.join(figures_dir, "prior_samples.png"), seed=seed)
+        paths["prior_samples"] = plot_prior_samples(
+            pipeline, os.path.join(figures_dir, "prior_samples.png"), seed=seed
+        )
     paths["latent_map"] = plot_latent_map(pipeline, images, labels, os.path.join(figures_dir, "latent_map.png"))
     paths["latent_manifold"] = plot_latent_manifold(pipeline, images, os.path.join(figures_dir, "latent_manifold.png"))
     paths["traversal"] = plot_traversal(pipeline, images, os.path.join(figures_dir, "traversal.png"))

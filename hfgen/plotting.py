@@ -192,8 +192,11 @@ def plot_gan_training_curves(
             [k for k in ("discriminator_accuracy_real", "discriminator_accuracy_fake") if history.get(k)],
             (0, 1.02),
         ),
-        ("gradient penalty and critic gradient norm", [k for k in ("gradient_penalty", "critic_gradient_norm")
-                                                       if history.get(k)], None),  # fmt: skip
+        (
+            "gradient penalty and critic gradient norm",
+            [k for k in ("gradient_penalty", "critic_gradient_norm") if history.get(k)],
+            None,
+        ),  # fmt: skip
     ]
     panels = [(name, keys, ylim, history) for name, keys, ylim in panels if keys]
     if eval_history.get("fid"):

@@ -35,7 +35,8 @@ class AutoencoderModel(ModelMixin, ConfigMixin):
     """A convolutional autoencoder: image -> ``latent_dim`` code -> image, trained with mean squared error.
 
     Parameters:
-        sample_size (`int`, defaults to 16): image height and width in pixels; divisible by ``2**len(block_out_channels)``.
+        sample_size (`int`, defaults to 16): image height and width in pixels, divisible by
+            ``2**len(block_out_channels)``.
         in_channels (`int`, defaults to 1): image channels (1 greyscale, 3 RGB).
         latent_dim (`int`, defaults to 2): size of the code (2 draws a latent map without projection).
         block_out_channels (`tuple[int]`, defaults to `(32, 64)`): channels per resolution level; each level halves

@@ -88,7 +88,9 @@ class DCGANGenerator(ModelMixin, ConfigMixin):
             ValueError: for latents of the wrong shape.
         """
         if latents.ndim != 2 or latents.shape[1] != self.config.latent_dim:
-            raise ValueError(f"expected latents of shape (batch_size, {self.config.latent_dim}), got {tuple(latents.shape)}")
+            raise ValueError(
+                f"expected latents of shape (batch_size, {self.config.latent_dim}), got {tuple(latents.shape)}"
+            )
         sample = self.main(latents[:, :, None, None])
         return DCGANGeneratorOutput(sample=sample) if return_dict else (sample,)
 
@@ -111,7 +113,9 @@ class DCGANDiscriminator(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, sample_size: int = 16, in_channels: int = 1, base_channels: int = 64, use_batch_norm: bool = True):
+    def __init__(
+        self, sample_size: int = 16, in_channels: int = 1, base_channels: int = 64, use_batch_norm: bool = True
+    ):
         super().__init__()
         levels = _levels(sample_size)
         if min(in_channels, base_channels) < 1:

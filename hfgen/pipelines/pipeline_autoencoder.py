@@ -51,7 +51,9 @@ class AutoencoderPipeline(DiffusionPipeline):
     # ----------------------------------------------------------------- basics
     def _images(self, images) -> torch.Tensor:
         config = self.model.config
-        return preprocess_images(images, config.sample_size, config.in_channels, self._execution_device, self.model.dtype)
+        return preprocess_images(
+            images, config.sample_size, config.in_channels, self._execution_device, self.model.dtype
+        )
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
         images = postprocess_images(images, output_type)
@@ -64,7 +66,7 @@ class AutoencoderPipeline(DiffusionPipeline):
         codes = []
         for chunk in images.split(batch_size):
             encoded = self.model.encode(chunk)
-            codes.append(encoded.mode() if hasattr(encoded, "mode") else encoded)
+            codes.append(encoded if isinstance(encoded, torch.Tensor) else encoded.mode())  # VAE: posterior mean
         return torch.cat(codes)
 
     @torch.no_grad()
@@ -110,9 +112,7 @@ class AutoencoderPipeline(DiffusionPipeline):
         return self.decode(latents, output_type=output_type, return_dict=return_dict)
 
     @torch.no_grad()
-    def traverse(
-        self, image, dims=None, values=None, output_type: str = "pil", return_dict: bool = True
-    ):
+    def traverse(self, image, dims=None, values=None, output_type: str = "pil", return_dict: bool = True):
         """Latent traversal (Higgins et al. 2017): set one dimension of ``image``'s code to each of ``values``.
 
         Args:
@@ -142,7 +142,11 @@ class AutoencoderPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def apply_attribute(
-        self, image, vector: torch.Tensor, alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5), output_type: str = "pil",
+        self,
+        image,
+        vector: torch.Tensor,
+        alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+        output_type: str = "pil",
         return_dict: bool = True,
     ):
         """Decode ``z + alpha * vector`` for each alpha, z the code of ``image``: ``len(alphas)`` images."""

@@ -66,7 +66,9 @@ class GANPipeline(DiffusionPipeline):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if latents is None:
             shape = (batch_size, self.latent_dim)
-            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.generator.dtype)
+            latents = randn_tensor(
+                shape, generator=generator, device=self._execution_device, dtype=self.generator.dtype
+            )
         else:
             latents = self._latents(latents, batch_size)
         images = self.generator(latents).sample

@@ -78,7 +78,7 @@ def slerp(z_a: torch.Tensor, z_b: torch.Tensor, t: torch.Tensor) -> torch.Tensor
         t (`torch.Tensor` of shape `(steps,)`): fractions in [0, 1].
 
     Returns:
-        `(steps, latent_dim)`; ``z_a`` at t = 0 and ``z_b`` at t = 1 (up to rounding). Falls back to linear interpolation
+        `(steps, latent_dim)`; exactly ``z_a`` at t = 0 and ``z_b`` at t = 1. Falls back to linear interpolation
         for (anti-)parallel endpoints.
     """
     t = t[:, None]
@@ -86,4 +86,7 @@ def slerp(z_a: torch.Tensor, z_b: torch.Tensor, t: torch.Tensor) -> torch.Tensor
     omega = torch.arccos(cos.clamp(-1, 1))
     if omega.abs() < 1e-4 or (torch.pi - omega).abs() < 1e-4:
         return (1 - t) * z_a + t * z_b
-    return (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
+    path = (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / torch.sin(omega)
+    path[t[:, 0] == 0] = z_a  # exact endpoints, not sin(w) z / sin(w)
+    path[t[:, 0] == 1] = z_b
+    return path

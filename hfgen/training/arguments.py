@@ -104,7 +104,9 @@ class TrainingArguments:
     adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon."})
     max_grad_norm: float | None = field(
         default=None,
-        metadata={"help": "Clip each optimiser's gradient norm to this value (0: no clipping). Family default (most: 1)."},
+        metadata={
+            "help": "Clip each optimiser's gradient norm to this value (0: no clipping). Family default (most: 1)."
+        },
     )
     use_ema: bool = field(
         default=False,
