@@ -152,7 +152,7 @@ class GANObjective(Objective):
                 f"--label_smoothing and --label_flip_prob apply to the bce (DCGAN) loss only, not {loss}"
             )
         self.defaults = {
-            "max_train_steps": 2000 if loss == "bce" else 1000,
+            "max_train_steps": 2000,
             **COMMON_DEFAULTS,
             **{k: v for k, v in LOSS_DEFAULTS[loss].items() if k != "n_critic"},
         }
