@@ -49,8 +49,10 @@ def training_command(model_name: str, *arg_instances) -> str:
             if isinstance(value, bool):
                 if value:
                     parts.append(f"--{f.name}")
-                else:
+                elif default is True:
                     parts.append(f"--no_{f.name}")
+                else:  # a False that differs from a None ("automatic") default
+                    parts.extend([f"--{f.name}", "false"])
             elif isinstance(value, (list, tuple)):
                 parts.append(f"--{f.name}")
                 parts.extend([str(v) for v in value] or ["none"])

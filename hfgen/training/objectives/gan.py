@@ -52,8 +52,11 @@ class GANArguments:
     latent_dim: int = field(default=100, metadata={"help": "Size of the generator's input z ~ N(0, I)."})
     generator_channels: int = field(default=64, metadata={"help": "Channels of the generator's last hidden layer."})
     critic_channels: int = field(default=64, metadata={"help": "Channels of the critic's first layer."})
-    critic_batch_norm: bool | None = field(
-        default=None, metadata={"help": "Batch norm in the critic. Default: yes for bce/wgan, no for wgan-gp."}
+    # Typed `bool` (default None = "by loss") so that HfArgumentParser accepts a bare `--critic_batch_norm` as well as
+    # `--critic_batch_norm false`.
+    critic_batch_norm: bool = field(
+        default=None,
+        metadata={"help": "Batch norm in the critic (true/false). Default: yes for bce and wgan, no for wgan-gp."},
     )
     n_critic: int | None = field(
         default=None, metadata={"help": "Critic updates per generator update. Default: 1 (bce), 5 (wgan, wgan-gp)."}
