@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 import torch
 
 from hfgen.models.vae import LIKELIHOODS
-from hfgen.training.objectives.autoencoder import _build
+from hfgen.training.objectives.autoencoder import AutoencoderArguments, _build
 from hfgen.training.objectives.base import Objective, TrainingContext
 
 
 @dataclass
-class VAEArguments:
-    """VAE / β-VAE flags."""
+class VAEArguments(AutoencoderArguments):
+    """VAE / β-VAE flags: the autoencoder's (``--latent_dim``, ``--block_out_channels``) and the ones below."""
 
-    latent_dim: int = field(default=2, metadata={"help": "Dimensions of z (2 gives a latent map without PCA)."})
     beta: float = field(default=1.0, metadata={"help": "Weight of the KL term (1: VAE; > 1: beta-VAE)."})
     likelihood: str = field(
         default="bernoulli", metadata={"help": f"p(x|z): {' or '.join(LIKELIHOODS)} (binary cross-entropy or MSE)."}
@@ -23,21 +22,15 @@ class VAEArguments:
     observation_std: float = field(
         default=0.1, metadata={"help": "Standard deviation of the Gaussian likelihood, in [-1, 1] pixel units."}
     )
-    block_out_channels: list[int] = field(
-        default_factory=lambda: [32, 64], metadata={"help": "Channels per resolution level (each halves the image)."}
-    )
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ValueError(f"--latent_dim must be at least 1, got {self.latent_dim}")
+        super().__post_init__()
         if self.beta < 0:
             raise ValueError(f"--beta must be >= 0, got {self.beta}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"--likelihood {self.likelihood!r} is unknown; choose {', '.join(LIKELIHOODS)}")
         if self.observation_std <= 0:
             raise ValueError(f"--observation_std must be > 0, got {self.observation_std}")
-        if not self.block_out_channels or any(c < 1 for c in self.block_out_channels):
-            raise ValueError(f"--block_out_channels must be positive, got {self.block_out_channels}")
 
 
 class VAEObjective(Objective):
