@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 
 from hfgen.data.images import load_image_dataset  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
-from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, VAEModel  # noqa: E402
+from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel  # noqa: E402
 from hfgen.pipelines import (  # noqa: E402
     AutoencoderPipeline,
+    FlowPipeline,
     GANPipeline,
     UnconditionalDiffusionPipeline,
     VAEPipeline,
@@ -31,10 +32,12 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "DatasetError",
+    "FlowPipeline",
     "GANPipeline",
     "HfgenError",
     "TrainingDivergedError",
     "UnconditionalDiffusionPipeline",
+    "RealNVPModel",
     "UnknownNameError",
     "VAEModel",
     "VAEPipeline",

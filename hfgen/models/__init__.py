@@ -2,6 +2,7 @@
 
 from hfgen.models.autoencoder import AutoencoderModel, AutoencoderOutput
 from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator
+from hfgen.models.realnvp import RealNVPModel
 from hfgen.models.vae import DiagonalGaussianDistribution, VAEModel, VAEOutput
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "DiagonalGaussianDistribution",
+    "RealNVPModel",
     "VAEModel",
     "VAEOutput",
 ]

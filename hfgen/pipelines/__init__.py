@@ -3,12 +3,14 @@ pipelines (`VAEPipeline`, `AutoencoderPipeline`, `GANPipeline`)."""
 
 from hfgen.pipelines.loading import load_pipeline
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
+from hfgen.pipelines.pipeline_flow import FlowPipeline
 from hfgen.pipelines.pipeline_gan import GANPipeline
 from hfgen.pipelines.pipeline_vae import VAEPipeline
 from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler, scheduler_names
 
 __all__ = [
     "AutoencoderPipeline",
+    "FlowPipeline",
     "GANPipeline",
     "UnconditionalDiffusionPipeline",
     "VAEPipeline",

@@ -19,6 +19,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "wgan": ("hfgen.training.objectives.gan", "WGANObjective"),
     "wgan-gp": ("hfgen.training.objectives.gan", "WGANGPObjective"),
     "gan": ("hfgen.training.objectives.gan", "GANObjective"),
+    "realnvp": ("hfgen.training.objectives.flow", "RealNVPObjective"),
 }
 
 
