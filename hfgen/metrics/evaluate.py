@@ -89,6 +89,10 @@ def evaluate_pipeline(
         held_out = scorer.sets.reference * 2 - 1
         metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed)))
         metrics["likelihood_data"] = scorer.sets.name
+        if "nll_nats" in metrics:  # exact likelihood (flows): next to what PNG spends on the same images
+            from hfgen.metrics.likelihood import png_bits_per_dim
+
+            metrics.update(png_bits_per_dim(held_out))
     metrics.update(
         scheduler=result.scheduler_name,
         num_inference_steps=result.num_inference_steps,

@@ -338,7 +338,10 @@ def format_metrics_table(metrics: dict) -> str:
             value, base = metrics[key], floor.get(key, float("nan"))
             rows.append(f"| {key} | {_fmt(value)} | {_fmt(base)} |")
     rows.append(f"| images | {metrics.get('num_images')} | {floor.get('num_images')} |")
-    for key in ("negative_elbo_nats", "bits_per_dim", "images_per_second", "nfe"):
+    for key in (
+        "negative_elbo_nats", "nll_nats", "bits_per_dim", "png_bits_per_dim", "png_tiled_bits_per_dim",
+        "images_per_second", "nfe",
+    ):  # fmt: skip
         if key in metrics:
             rows.append(f"| {key} | {_fmt(metrics[key])} | |")
     return "\n".join(rows)
