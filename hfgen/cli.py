@@ -22,6 +22,7 @@ commands:
   evaluate OUTPUT_DIR        FID/KID/CMMD/precision/recall/density/coverage + speed, next to the real-data floor
   compare-samplers OUTPUT_DIR
                              quality and speed of DDPM, DDIM and DPM-Solver++ step counts on one model
+  ood OUTPUT_DIR --out SET   out-of-distribution detection with a flow's likelihood (AUROC of 3 scores)
   explore OUTPUT_DIR         latent-space figures of an autoencoder or VAE (reconstructions, latent map,
                              manifold, traversal, morphing, attribute vector) into OUTPUT_DIR/figures/
 """
@@ -239,6 +240,29 @@ def _explore(argv: list[str]) -> None:
         print(f"{name:>17}: {path}")
 
 
+def _ood(argv: list[str]) -> None:
+    from hfgen.metrics.ood import BUILT_IN_OOD, detect_ood
+
+    parser = argparse.ArgumentParser(
+        prog="hfgen ood",
+        description="Score held-out in-distribution images and OOD sets with a trained flow: AUROC of the raw "
+        "likelihood, the typicality distance and the input-complexity-corrected score (Serra et al. 2020); "
+        "writes OUTPUT_DIR/ood/ood.md, ood.json and ood_histograms.png.",
+    )
+    parser.add_argument("output_dir", help="A trained realnvp folder.")
+    parser.add_argument("--in", dest="in_dist", default="digits", help="In-distribution data: 'digits' or a path.")
+    parser.add_argument(
+        "--out", nargs="+", default=["noise", "flipped"], help=f"OOD sets: {', '.join(BUILT_IN_OOD)} or paths."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the dequantisation noise and noise images.")
+    args = parser.parse_args(argv)
+    detect_ood(args.output_dir, args.out, in_dist=args.in_dist, seed=args.seed)
+    folder = os.path.join(args.output_dir, "ood")
+    with open(os.path.join(folder, "ood.md")) as handle:
+        print(handle.read())
+    print(f"wrote ood.md, ood.json and ood_histograms.png into {folder}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `hfgen` console script and `python -m hfgen`."""
     from hfgen.errors import HfgenError
@@ -250,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         "evaluate": _evaluate,
         "compare-samplers": _compare_samplers,
         "explore": _explore,
+        "ood": _ood,
     }
     if not argv or argv[0] in ("-h", "--help"):
         from hfgen.training.objectives import OBJECTIVES

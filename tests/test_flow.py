@@ -168,3 +168,29 @@ def test_evaluate_reports_bits_per_dim_next_to_png(tmp_path):
     expected = nats_to_bits_per_dim(torch.tensor(metrics["nll_nats"]), 256).item()
     assert metrics["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
     assert 0 < metrics["png_tiled_bits_per_dim"] < metrics["png_bits_per_dim"]
+
+
+def test_auroc_and_ood_detection(tmp_path):
+    from hfgen.errors import DatasetError, HfgenError
+    from hfgen.metrics.ood import auroc, detect_ood
+
+    assert auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0])) == 1.0
+    assert auroc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 0.0
+    assert auroc(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])) == 0.5
+    out = tmp_path / "flow"
+    hfgen.train(
+        "realnvp", output_dir=str(out), max_train_steps=2, train_batch_size=16, logger="none",
+        save_images_steps=1000, checkpointing_steps=1000, **TINY,
+    )  # fmt: skip
+    rows = detect_ood(str(out), ["noise", "flipped"])
+    assert [row["ood"] for row in rows[1:]] == ["noise", "flipped"]
+    for row in rows[1:]:
+        assert all(0 <= row[f"auroc_{s}"] <= 1 for s in ("nll", "typicality", "complexity"))
+    for name in ("ood.md", "ood.json", "ood_histograms.png"):
+        assert (out / "ood" / name).is_file()
+    with pytest.raises(DatasetError, match="neither a built-in"):
+        detect_ood(str(out), ["no-such-set"])
+    vae = tmp_path / "vae"
+    hfgen.train("vae", output_dir=str(vae), max_train_steps=1, logger="none", block_out_channels=[8, 16])
+    with pytest.raises(HfgenError, match="no exact likelihood"):
+        detect_ood(str(vae), ["noise"])
