@@ -435,8 +435,13 @@ class _Trainer:
             pipeline = self.objective.build_pipeline(self.unwrapped)
             generator = torch.Generator().manual_seed(derived_seed(self.args.seed, "samples"))
             images = self.objective.sample_images(pipeline, self.args.num_sample_images, generator)
+            held_out = self.objective.held_out_metrics(pipeline, torch.Generator().manual_seed(self.args.seed))
         for model in self.unwrapped.values():
             model.train()
+        for key, value in held_out.items():  # e.g. held-out bits/dim of a flow, next to the training loss
+            self.history.setdefault(key, []).append((step, value))
+        if held_out and self.args.logger != "none":
+            self.accelerator.log(held_out, step=step)
         path = os.path.join(self.output_dir, "samples", f"step-{step:06d}.png")
         save_image_grid(images, path)
         self.last_grid = path

@@ -138,6 +138,11 @@ class Objective:
                 if hasattr(args, key) and getattr(args, key) is None:
                     setattr(args, key, value)
 
+    def held_out_metrics(self, pipeline, generator: torch.Generator) -> dict[str, float]:
+        """Scalars measured on held-out data each time the loop draws a sample grid (main process), recorded in the
+        loss history and logged. Default: none."""
+        return {}
+
     def write_figures(self, output_dir: str, history: dict, eval_history: dict) -> None:
         """Extra figures at the end of training (``history``: series name -> ``[(step, value)]``). Default: none."""
 

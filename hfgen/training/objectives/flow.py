@@ -39,6 +39,14 @@ class RealNVPObjective(Objective):
         from hfgen.models.realnvp import RealNVPModel
 
         args = context.model_args
+        self.held_out = None
+        data = context.data_args
+        if data.train_data_dir is None and data.dataset_name in (None, "digits"):
+            from hfgen.data.images import images_to_tensor, load_image_dataset
+
+            self.held_out, _ = images_to_tensor(
+                load_image_dataset("digits", split="test"), context.resolution, context.num_channels
+            )
         try:
             flow = RealNVPModel(
                 sample_size=context.resolution,
@@ -59,6 +67,12 @@ class RealNVPObjective(Objective):
         base = -0.5 * (output.latents.pow(2) + math.log(2 * math.pi)).sum(1)
         nll = -(base + output.log_det)
         return nats_to_bits_per_dim(nll, getattr(flow, "module", flow).num_dims).mean(), {}
+
+    def held_out_metrics(self, pipeline, generator):
+        """Mean bits/dim of the held-out digits (test split) when training on digits."""
+        if self.held_out is None:
+            return {}
+        return {"held_out_bits_per_dim": float(pipeline.bits_per_dim(self.held_out, generator=generator).mean())}
 
     def build_pipeline(self, models):
         from hfgen.pipelines.pipeline_flow import FlowPipeline
