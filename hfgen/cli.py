@@ -252,7 +252,10 @@ def _ood(argv: list[str]) -> None:
     parser.add_argument("output_dir", help="A trained realnvp folder.")
     parser.add_argument("--in", dest="in_dist", default="digits", help="In-distribution data: 'digits' or a path.")
     parser.add_argument(
-        "--out", nargs="+", default=["noise", "flipped"], help=f"OOD sets: {', '.join(BUILT_IN_OOD)} or paths."
+        "--out",
+        nargs="+",
+        default=["noise", "constant", "flipped"],
+        help=f"OOD sets: {', '.join(BUILT_IN_OOD)} or paths.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the dequantisation noise and noise images.")
     args = parser.parse_args(argv)

@@ -184,8 +184,8 @@ def test_auroc_and_ood_detection(tmp_path):
         "realnvp", output_dir=str(out), max_train_steps=2, train_batch_size=16, logger="none",
         save_images_steps=1000, checkpointing_steps=1000, **TINY,
     )  # fmt: skip
-    rows = detect_ood(str(out), ["noise", "flipped"])
-    assert [row["ood"] for row in rows[1:]] == ["noise", "flipped"]
+    rows = detect_ood(str(out), ["noise", "constant", "flipped"])
+    assert [row["ood"] for row in rows[1:]] == ["noise", "constant", "flipped"]
     for row in rows[1:]:
         assert all(0 <= row[f"auroc_{s}"] <= 1 for s in ("nll", "typicality", "complexity"))
     for name in ("ood.md", "ood.json", "ood_histograms.png"):

@@ -11,7 +11,8 @@ Three scores per image, each "higher = more out-of-distribution":
 
 AUROC (scikit-learn) for in-distribution held-out images against each OOD set; 0.5 is chance, 1 perfect.
 
-Built-in OOD sets (offline): ``noise`` (uniform noise images), ``flipped`` (the held-out digits upside down),
+Built-in OOD sets (offline): ``noise`` (uniform noise images), ``constant`` (one random grey level per image: the
+simplest images, which likelihoods tend to over-rate), ``flipped`` (the held-out digits upside down),
 ``clevr`` (the VQA data's shapes images, when generated), or a path (image folder, ``.npy``, ``save_to_disk``).
 """
 
@@ -24,7 +25,7 @@ import torch
 
 from hfgen.errors import DatasetError, HfgenError
 
-BUILT_IN_OOD = ("noise", "flipped", "clevr")
+BUILT_IN_OOD = ("noise", "constant", "flipped", "clevr")
 SCORES = ("nll", "typicality", "complexity")
 
 
@@ -40,6 +41,10 @@ def load_ood_images(spec: str, in_images: torch.Tensor, seed: int = 0) -> torch.
     if spec == "noise":
         generator = torch.Generator().manual_seed(seed)
         return torch.randint(0, 256, (count, channels, size, size), generator=generator).float() / 127.5 - 1
+    if spec == "constant":  # the simplest images there are: one grey level each (8-bit values)
+        generator = torch.Generator().manual_seed(seed)
+        levels = torch.randint(0, 256, (count, 1, 1, 1), generator=generator).float() / 127.5 - 1
+        return levels.expand(count, channels, size, size).clone()
     if spec == "flipped":
         return in_images.flip(-2)
     if spec == "clevr":
@@ -159,8 +164,15 @@ def plot_ood_histograms(scores: dict[str, dict[str, torch.Tensor]], path: str) -
     }
     for ax, key in zip(axes, ("nll", "complexity")):
         title = titles[key]
+        reference = next(iter(scores.values()))[key]  # the in-distribution set sets the visible range
+        low, high = torch.quantile(reference, 0.005).item(), torch.quantile(reference, 0.995).item()
+        spread = max(high - low, 1e-6)
+        low, high = low - 2 * spread, high + 2 * spread
         for name, values in scores.items():
-            ax.hist(values[key].numpy(), bins=40, alpha=0.5, density=True, label=name)
+            shown = values[key][(values[key] >= low) & (values[key] <= high)]
+            outside = len(values[key]) - len(shown)
+            label = name + (f" ({outside} outside the range)" if outside else "")
+            ax.hist(shown.numpy(), bins=40, range=(low, high), alpha=0.5, density=bool(len(shown)), label=label)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
