@@ -105,6 +105,8 @@ def plot_latent_map(pipeline, images: torch.Tensor, labels: torch.Tensor | None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hfgen.plotting import save_figure
+
     codes = pipeline.encode(images).cpu().numpy()
     points, _, names = _projection(codes)
     fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
@@ -124,11 +126,7 @@ def plot_latent_map(pipeline, images: torch.Tensor, labels: torch.Tensor | None,
     how = "" if codes.shape[1] <= 2 else f", PCA of {codes.shape[1]} dimensions"
     ax.set_title(f"Latent map of {len(codes)} held-out images ({kind}{how})", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_latent_manifold(pipeline, images: torch.Tensor, path: str, grid_size: int = 15) -> str:

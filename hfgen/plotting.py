@@ -10,6 +10,17 @@ import torch
 from PIL import Image
 
 
+def save_figure(fig, path: str) -> str:
+    """``tight_layout``, create the parent folders, save ``fig`` as PNG at ``path`` and close it. Returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def make_image_grid(images, nrow: int | None = None, padding: int = 1, scale: int | None = None) -> Image.Image:
     """Tile images into one PIL image.
 
@@ -155,11 +166,7 @@ def plot_image_rows(
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_gan_training_curves(

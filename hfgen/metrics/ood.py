@@ -157,6 +157,8 @@ def plot_ood_histograms(scores: dict[str, dict[str, torch.Tensor]], path: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hfgen.plotting import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     titles = {
         "nll": "negative log-likelihood (bits/dim)",
@@ -177,8 +179,4 @@ def plot_ood_histograms(scores: dict[str, dict[str, torch.Tensor]], path: str) -
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
