@@ -176,7 +176,6 @@ class _Trainer:
         self.model_args = model_args
         self.output_dir = os.path.abspath(training_args.output_dir)
         self.history: dict[str, list[tuple[int, float]]] = {}
-        self.final_loss: float | None = None
         self.eval_history: dict[str, list[tuple[int, float]]] = {}
         self.best_fid = math.inf
         self.scorer = None
@@ -394,6 +393,10 @@ class _Trainer:
             if old != list(lrs):
                 self.accelerator.print(f"Learning rate changed on resume: {old} -> {list(lrs)}.")
 
+    def _loss_key(self, update) -> str:
+        """The history/log name of an update's loss: ``loss`` for one-update objectives, else ``<phase>_loss``."""
+        return "loss" if len(self.updates) == 1 else f"{update.name}_loss"
+
     def _diverged(self, global_step: int, what: str, optimizers) -> None:
         """Stop on a NaN/inf loss or gradient: quarantine checkpoints written after it and raise."""
         for optimizer in optimizers:
@@ -499,10 +502,8 @@ class _Trainer:
         with self._ema_weights():
             pipeline = self.objective.build_pipeline(self.unwrapped)
             pipeline.save_pretrained(self.output_dir, safe_serialization=True)
-        if self.final_loss is None:  # nothing trained in this run (resumed at the end): the recorded last loss
-            series = [points for key, points in self.history.items() if key.endswith("loss") and points]
-            self.final_loss = series[-1][-1][1] if series else None
-        self.context.final_loss = self.final_loss
+        final = self.history.get(self._loss_key(self.updates[-1]))  # the last update's loss (GANs: the generator's)
+        self.context.final_loss = final[-1][1] if final else None
         plot_loss_curves(
             self.history,
             os.path.join(self.output_dir, "loss.png"),
@@ -612,7 +613,7 @@ class _Trainer:
         global_step = self._resume()
         if global_step:
             self._apply_learning_rates(optimizers, schedulers, initial_lrs)
-        updates = self.objective.updates()
+        updates = self.updates = self.objective.updates()
         accumulation = args.gradient_accumulation_steps
         accelerator.print(
             f"Training {self.objective.name} on {len(self.images)} images "
@@ -627,7 +628,6 @@ class _Trainer:
             file=sys.stderr,
         )
         start = time.perf_counter()
-        mean_loss = None
         for model in models.values():
             model.train()
         while global_step < args.max_train_steps:
@@ -671,7 +671,7 @@ class _Trainer:
                 for each in optimizers:
                     each.zero_grad(set_to_none=True)
                 self.objective.after_update(models, update.name)
-                losses.setdefault(update.name, []).append(value)
+                losses.setdefault(self._loss_key(update), []).append(value)
                 if grad_norm is not None:
                     grad_norms[update.name] = grad_norm
             for scheduler in schedulers:
@@ -679,10 +679,7 @@ class _Trainer:
             if self.ema is not None:
                 self.ema.step(models[self.objective.ema_model].parameters())
             global_step += 1
-            step_losses = {
-                ("loss" if len(updates) == 1 else f"{name}_loss"): sum(v) / len(v) for name, v in losses.items()
-            }
-            mean_loss = list(step_losses.values())[-1]
+            step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
             accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
             for key, value in {**step_losses, **accumulated}.items():
                 self.history.setdefault(key, []).append((global_step, value))
@@ -709,7 +706,6 @@ class _Trainer:
                 self._save_checkpoint(global_step)
         progress.close()
         seconds = time.perf_counter() - start
-        self.final_loss = mean_loss
         if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
             self._save_checkpoint(global_step)  # the final state is always resumable
         accelerator.wait_for_everyone()
