@@ -274,15 +274,18 @@ class RealNVPModel(ModelMixin, ConfigMixin):
         self, sample: torch.Tensor, generator: torch.Generator | None = None, dequantize: bool = True
     ) -> torch.Tensor:
         """log p(y) of the dequantised images, nats per image, `(B,)` (standard normal base density)."""
-        output = self(sample, generator=generator, dequantize=dequantize)
-        base = -0.5 * (output.latents.pow(2) + math.log(2 * math.pi)).sum(1)
-        return base + output.log_det
+        return output_log_prob(self(sample, generator=generator, dequantize=dequantize))
 
     def bits_per_dim(
         self, sample: torch.Tensor, generator: torch.Generator | None = None, dequantize: bool = True
     ) -> torch.Tensor:
         """(-log p(y) + D·log 256) / (D·ln 2): bits per dimension of the 8-bit images, `(B,)`."""
         return nats_to_bits_per_dim(-self.log_prob(sample, generator, dequantize), self.num_dims)
+
+
+def output_log_prob(output: RealNVPOutput) -> torch.Tensor:
+    """log p(y) = log N(z; 0, I) + log|det|, nats per image `(B,)`, from a `RealNVPModel.forward` output."""
+    return -0.5 * (output.latents.pow(2) + math.log(2 * math.pi)).sum(1) + output.log_det
 
 
 def nats_to_bits_per_dim(nll_nats: torch.Tensor, num_dims: int) -> torch.Tensor:

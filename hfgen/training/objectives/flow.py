@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -60,12 +59,10 @@ class RealNVPObjective(Objective):
         return {"flow": flow}
 
     def compute_loss(self, models, images, generator, phase="model"):
-        from hfgen.models.realnvp import nats_to_bits_per_dim
+        from hfgen.models.realnvp import nats_to_bits_per_dim, output_log_prob
 
         flow = models["flow"]
-        output = flow(images, generator=generator)  # DDP-safe: one forward of the (possibly wrapped) model
-        base = -0.5 * (output.latents.pow(2) + math.log(2 * math.pi)).sum(1)
-        nll = -(base + output.log_det)
+        nll = -output_log_prob(flow(images, generator=generator))  # one forward of the (possibly DDP-wrapped) model
         return nats_to_bits_per_dim(nll, getattr(flow, "module", flow).num_dims).mean(), {}
 
     def held_out_metrics(self, pipeline, generator):
