@@ -6,7 +6,8 @@ Public API:
     - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets.
     - `make_scheduler(name, config)`, `UnconditionalDiffusionPipeline`: sample with any diffusers scheduler.
     - models and pipelines of hfgen's own families: `VAEModel` + `VAEPipeline`, `AutoencoderModel` +
-      `AutoencoderPipeline`, `DCGANGenerator` + `DCGANDiscriminator` + `GANPipeline`.
+      `AutoencoderPipeline`, `DCGANGenerator` + `DCGANDiscriminator` + `GANPipeline`, `RealNVPModel` +
+      `FlowPipeline`, and NCSN's `AnnealedLangevinScheduler` + `AnnealedLangevinPipeline` (with a `UNet2DModel`).
 """
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ from hfgen.data.images import load_image_dataset  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
 from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel  # noqa: E402
 from hfgen.pipelines import (  # noqa: E402
+    AnnealedLangevinPipeline,
     AutoencoderPipeline,
     FlowPipeline,
     GANPipeline,
@@ -23,9 +25,12 @@ from hfgen.pipelines import (  # noqa: E402
     load_pipeline,
     make_scheduler,
 )
+from hfgen.schedulers import AnnealedLangevinScheduler  # noqa: E402
 from hfgen.training import train  # noqa: E402
 
 __all__ = [
+    "AnnealedLangevinPipeline",
+    "AnnealedLangevinScheduler",
     "AutoencoderModel",
     "AutoencoderPipeline",
     "CheckpointError",

@@ -232,3 +232,37 @@ def plot_gan_training_curves(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_langevin_convergence(
+    pipeline, path: str, num_images: int = 8, seed: int = 0, steps_per_level: int | None = None
+) -> str:
+    """How annealed Langevin samples converge through the noise levels: the same ``num_images`` chains at the end
+    of each level σ_1 > ... > σ_L (one row per level), then after the final denoising step (last row).
+
+    Args:
+        pipeline (`AnnealedLangevinPipeline`): a trained NCSN pipeline.
+        path (`str`): output PNG path. seed (`int`): the sampling seed. steps_per_level (`int`, *optional*): T.
+
+    Returns:
+        ``path``.
+    """
+    pipeline.set_progress_bar_config(disable=True)
+    out = pipeline(
+        batch_size=num_images,
+        generator=torch.Generator().manual_seed(seed),
+        steps_per_level=steps_per_level,
+        denoise=True,
+        return_intermediates=True,
+        output_type="pt",
+    )
+    rows = torch.cat([out.intermediates.flatten(0, 1), out.images.cpu()])
+    labels = [f"σ={sigma:.3g}" for sigma in out.sigmas] + ["denoised"]
+    steps = pipeline.scheduler.steps_per_level
+    return plot_image_rows(
+        rows,
+        ncols=num_images,
+        path=path,
+        title=f"Annealed Langevin dynamics: samples at the end of each noise level ({steps} steps per level)",
+        row_labels=labels,
+    )

@@ -1,1 +1,5 @@
-"""Schedulers that diffusers does not ship (annealed Langevin dynamics for NCSN arrives with its issue)."""
+"""Schedulers that diffusers does not ship: `AnnealedLangevinScheduler` (NCSN's annealed Langevin dynamics)."""
+
+from hfgen.schedulers.scheduling_annealed_langevin import AnnealedLangevinScheduler, AnnealedLangevinSchedulerOutput
+
+__all__ = ["AnnealedLangevinScheduler", "AnnealedLangevinSchedulerOutput"]

@@ -552,6 +552,7 @@ class _Trainer:
             num_train_images=len(self.images),
             dataset_label=_dataset_label(self.data_args),
             num_processes=accelerator.num_processes,
+            train_images=self.images,
             preview_images=self.images[
                 torch.randperm(len(self.images), generator=torch.Generator().manual_seed(args.seed))[:32]
             ],

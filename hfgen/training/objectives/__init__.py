@@ -20,6 +20,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "wgan-gp": ("hfgen.training.objectives.gan", "WGANGPObjective"),
     "gan": ("hfgen.training.objectives.gan", "GANObjective"),
     "realnvp": ("hfgen.training.objectives.flow", "RealNVPObjective"),
+    "ncsn": ("hfgen.training.objectives.ncsn", "NCSNObjective"),
 }
 
 

@@ -30,6 +30,8 @@ class TrainingContext:
         preview_images (`torch.Tensor`, *optional*): up to 32 fixed training images `(N, C, H, W)` in [-1, 1], for
             objectives whose periodic grid shows reconstructions.
         global_step (`int`): optimiser steps done before the current one (updated by the loop before each step).
+        train_images (`torch.Tensor`, *optional*): the whole training set `(N, C, H, W)` in [-1, 1] (on the CPU), for
+            objectives whose settings depend on the data (NCSN's ``--sigma_max auto``).
     """
 
     data_args: Any
@@ -44,6 +46,7 @@ class TrainingContext:
     final_loss: float | None = None
     preview_images: torch.Tensor | None = None
     global_step: int = 0
+    train_images: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,9 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 @dataclass
-class DDPMArguments:
-    """DDPM-specific flags (names as in diffusers' train_unconditional.py)."""
+class UNetArguments:
+    """The `UNet2DModel` flags shared by the diffusion-style families (DDPM, NCSN)."""
 
-    ddpm_num_steps: int = field(default=1000, metadata={"help": "Number of diffusion steps T in training."})
-    ddpm_beta_schedule: str = field(
-        default="linear", metadata={"help": f"Noise schedule: {', '.join(BETA_SCHEDULES)}."}
-    )
-    prediction_type: str = field(
-        default="epsilon", metadata={"help": f"What the UNet predicts: {', '.join(PREDICTION_TYPES)}."}
-    )
     model_config_name_or_path: str | None = field(
         default=None, metadata={"help": "A UNet2DModel config.json (or a folder holding one) instead of the flags."}
     )
@@ -46,21 +39,8 @@ class DDPMArguments:
         },
     )
     norm_num_groups: int = field(default=8, metadata={"help": "GroupNorm groups in the UNet."})
-    sample_num_inference_steps: int = field(
-        default=50, metadata={"help": "DDIM steps used for the periodic sample grids during training."}
-    )
 
     def __post_init__(self):
-        if self.ddpm_beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(
-                f"--ddpm_beta_schedule {self.ddpm_beta_schedule!r} is unknown; choose {', '.join(BETA_SCHEDULES)}"
-            )
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"--prediction_type {self.prediction_type!r} is unknown; choose {', '.join(PREDICTION_TYPES)}"
-            )
-        if self.ddpm_num_steps < 2:
-            raise ValueError(f"--ddpm_num_steps must be at least 2, got {self.ddpm_num_steps}")
         if not self.block_out_channels or any(c <= 0 or c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(
                 f"--block_out_channels {self.block_out_channels} must be positive multiples of "
@@ -79,7 +59,36 @@ class DDPMArguments:
             raise ValueError(f"--model_config_name_or_path {self.model_config_name_or_path} does not exist")
 
 
-def unet_config_from_args(args: DDPMArguments, resolution: int, num_channels: int) -> dict:
+@dataclass
+class DDPMArguments(UNetArguments):
+    """DDPM-specific flags (names as in diffusers' train_unconditional.py) and the UNet's."""
+
+    ddpm_num_steps: int = field(default=1000, metadata={"help": "Number of diffusion steps T in training."})
+    ddpm_beta_schedule: str = field(
+        default="linear", metadata={"help": f"Noise schedule: {', '.join(BETA_SCHEDULES)}."}
+    )
+    prediction_type: str = field(
+        default="epsilon", metadata={"help": f"What the UNet predicts: {', '.join(PREDICTION_TYPES)}."}
+    )
+    sample_num_inference_steps: int = field(
+        default=50, metadata={"help": "DDIM steps used for the periodic sample grids during training."}
+    )
+
+    def __post_init__(self):
+        if self.ddpm_beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(
+                f"--ddpm_beta_schedule {self.ddpm_beta_schedule!r} is unknown; choose {', '.join(BETA_SCHEDULES)}"
+            )
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"--prediction_type {self.prediction_type!r} is unknown; choose {', '.join(PREDICTION_TYPES)}"
+            )
+        if self.ddpm_num_steps < 2:
+            raise ValueError(f"--ddpm_num_steps must be at least 2, got {self.ddpm_num_steps}")
+        super().__post_init__()
+
+
+def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: int) -> dict:
     """The `UNet2DModel` config for ``args`` (or the one read from ``--model_config_name_or_path``).
 
     ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data.

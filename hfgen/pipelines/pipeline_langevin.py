@@ -1,0 +1,109 @@
+"""`AnnealedLangevinPipeline`: sample a noise-conditional score network (NCSN) with annealed Langevin dynamics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.utils import BaseOutput
+
+from hfgen.pipelines.utils import postprocess_images
+from hfgen.schedulers.scheduling_annealed_langevin import AnnealedLangevinScheduler
+
+
+@dataclass
+class AnnealedLangevinPipelineOutput(BaseOutput):
+    """Output of `AnnealedLangevinPipeline.__call__`.
+
+    Args:
+        images: the final samples: a list of PIL images, a `(batch_size, height, width, num_channels)` NumPy array
+            (``"np"``) or a `(batch_size, num_channels, height, width)` tensor (``"pt"``), values in [0, 1].
+        intermediates (`torch.Tensor` of shape `(num_noise_levels, batch_size, num_channels, height, width)`, *optional*):
+            with ``return_intermediates=True``, the samples at the end of each noise level (σ_1 first, before the
+            final denoising step), clamped to [0, 1].
+        sigmas (`list[float]`, *optional*): the noise level of each row of ``intermediates``.
+    """
+
+    images: object
+    intermediates: torch.Tensor | None = None
+    sigmas: list[float] | None = None
+
+
+class AnnealedLangevinPipeline(DiffusionPipeline):
+    """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) with a noise-conditional score network.
+
+    Parameters:
+        unet (`UNet2DModel`): the score network s_θ(x, σ), conditioned on the integer noise-level index as its
+            timestep (see `AnnealedLangevinScheduler`).
+        scheduler (`AnnealedLangevinScheduler`): noise levels, step sizes and the Langevin update.
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: UNet2DModel, scheduler: AnnealedLangevinScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        steps_per_level: int | None = None,
+        epsilon: float | None = None,
+        denoise: bool = True,
+        init_distribution: str | None = None,
+        return_intermediates: bool = False,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        """Draw ``batch_size`` samples: L noise levels × ``steps_per_level`` Langevin steps (+ one denoising step).
+
+        Args:
+            batch_size (`int`): number of images.
+            generator: the only source of randomness (initial sample and Langevin noise).
+            steps_per_level (`int`, *optional*): T; default the scheduler's ``steps_per_level``.
+            epsilon (`float`, *optional*): ε, the step size at the last level; default the scheduler's.
+            denoise (`bool`): finish with x + σ_L²·s(x, σ_L) (NCSNv2); one more network evaluation.
+            init_distribution (`str`, *optional*): ``"uniform"`` on [-1, 1] (NCSN) or ``"gaussian"`` N(0, σ_max²);
+                default the scheduler's.
+            return_intermediates (`bool`): also return the samples at the end of each noise level.
+            output_type (`str`): ``"pil"``, ``"np"`` or ``"pt"``.
+
+        Returns:
+            `AnnealedLangevinPipelineOutput` (or a tuple ``(images,)``, plus the intermediates when asked).
+
+        Raises:
+            ValueError: for ``batch_size < 1``, ``steps_per_level < 1``, ``epsilon <= 0`` or an unknown
+                ``init_distribution``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        scheduler = self.scheduler
+        scheduler.set_timesteps(steps_per_level=steps_per_level, epsilon=epsilon, denoise=denoise)
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        sample = scheduler.init_noise(
+            shape,
+            generator=generator,
+            device=self._execution_device,
+            dtype=self.unet.dtype,
+            init_distribution=init_distribution,
+        )
+        intermediates = []
+        timesteps = scheduler.timesteps
+        num_langevin_steps = scheduler.num_noise_levels * scheduler.steps_per_level  # then the denoising step
+        for index, t in enumerate(self.progress_bar(timesteps)):
+            model_input = scheduler.scale_model_input(sample, t)
+            level = torch.full((batch_size,), int(t), device=sample.device, dtype=torch.long)
+            model_output = self.unet(model_input, level).sample
+            sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
+            if return_intermediates and index < num_langevin_steps and (index + 1) % scheduler.steps_per_level == 0:
+                intermediates.append(((sample.detach().float().cpu() + 1) / 2).clamp(0, 1))
+        images = postprocess_images(sample, output_type)
+        stacked = torch.stack(intermediates) if return_intermediates else None
+        sigmas = [float(s) for s in scheduler.sigmas] if return_intermediates else None
+        if not return_dict:
+            return (images, stacked) if return_intermediates else (images,)
+        return AnnealedLangevinPipelineOutput(images=images, intermediates=stacked, sigmas=sigmas)
