@@ -10,6 +10,7 @@ one line ``hfgen: error: ...`` with exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -85,7 +86,28 @@ def _sample_parser() -> argparse.ArgumentParser:
         "--output", default=None, help="Grid PNG path. Default: OUTPUT_DIR/samples/<scheduler>-<K>.png"
     )
     parser.add_argument("--save_images", default=None, help="Also write each image as a PNG into this folder.")
+    _pipeline_kwargs_argument(parser)
     return parser
+
+
+def _pipeline_kwargs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pipeline_kwargs",
+        type=_json_object,
+        default=None,
+        help="Extra arguments for the pipeline's own sampler as a JSON object, e.g. '{\"denoise\": false, "
+        '"steps_per_level": 50}\' (NCSN) or \'{"temperature": 0.8}\' (VAE, flow).',
+    )
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"denoise\": false}}', got {text}")
+    return value
 
 
 def _sample(argv: list[str]) -> None:
@@ -109,6 +131,7 @@ def _sample(argv: list[str]) -> None:
         num_inference_steps=args.num_inference_steps,
         batch_size=args.batch_size,
         generator=torch.Generator().manual_seed(args.seed),
+        pipeline_kwargs=args.pipeline_kwargs,
     )
     seconds = time.perf_counter() - start
     output = args.output
@@ -157,6 +180,7 @@ def _evaluate(argv: list[str]) -> None:
     parser.add_argument("--num_images", type=int, default=1000, help="Images to generate and score.")
     parser.add_argument("--scheduler", default=None, help="Diffusion sampler (see `hfgen sample --help`).")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="Diffusion sampling steps.")
+    _pipeline_kwargs_argument(parser)
     args = parser.parse_args(argv)
     metrics = evaluate_pipeline(
         args.output_dir,
@@ -167,6 +191,7 @@ def _evaluate(argv: list[str]) -> None:
         features=args.features,
         batch_size=args.batch_size,
         seed=args.seed,
+        pipeline_kwargs=args.pipeline_kwargs,
     )
     print(
         f"{metrics['scheduler']}, {metrics['num_inference_steps']} steps, {metrics['num_images']} images, "

@@ -29,7 +29,7 @@ CARD_START = "<!-- hfgen:evaluation:start -->"
 CARD_END = "<!-- hfgen:evaluation:end -->"
 
 
-def _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed):
+def _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs=None):
     from hfgen.pipelines.sampling import sample_images
 
     start = time.perf_counter()
@@ -40,6 +40,7 @@ def _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, se
         num_inference_steps=num_inference_steps,
         batch_size=batch_size,
         generator=torch.Generator().manual_seed(seed),
+        pipeline_kwargs=pipeline_kwargs,
     )
     return result, time.perf_counter() - start
 
@@ -54,6 +55,7 @@ def evaluate_pipeline(
     batch_size: int = 250,
     seed: int = 0,
     write: bool = True,
+    pipeline_kwargs: dict | None = None,
 ) -> dict:
     """Sample ``num_images`` from a trained folder, time it and compute every metric with its real-data floor.
 
@@ -66,6 +68,8 @@ def evaluate_pipeline(
             ``"inception:PATH"``.
         batch_size (`int`): images per network batch. seed (`int`): sampling noise, KID subsets, floor subsample.
         write (`bool`): merge the result into ``metrics.json`` and the model card.
+        pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's own sampler (e.g. NCSN's
+            ``{"denoise": False}``); recorded in the result and its ``metrics.json`` key.
 
     Returns:
         dict with ``fid``, ``kid_mean``, ``kid_std``, ``cmmd``, ``precision``, ``recall``, ``density``,
@@ -82,7 +86,7 @@ def evaluate_pipeline(
     if num_images <= 0:
         raise HfgenError(f"--num_images must be positive, got {num_images}")
     pipeline = load_pipeline(output_dir)
-    result, seconds = _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed)
+    result, seconds = _sample(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs)
     scorer = MetricScorer(reference, features, result.images.shape[-1], result.images.shape[1], seed)
     metrics = scorer.score(result.images)
     if callable(getattr(pipeline, "likelihood_metrics", None)):  # VAE (negative ELBO), flows (exact likelihood)
@@ -101,6 +105,8 @@ def evaluate_pipeline(
         sampling_seconds=seconds,
         seed=seed,
     )
+    if pipeline_kwargs:
+        metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
     if write and os.path.isdir(output_dir):
         write_metrics(output_dir, metrics)
         update_model_card(output_dir)
@@ -108,8 +114,10 @@ def evaluate_pipeline(
 
 
 def evaluation_key(metrics: dict) -> str:
-    """The key of one evaluation in ``metrics.json["evaluations"]``, e.g. ``DDIMScheduler-50steps-1000images``."""
-    return f"{metrics['scheduler']}-{metrics['num_inference_steps']}steps-{metrics['num_images']}images"
+    """The key of one evaluation in ``metrics.json["evaluations"]``, e.g. ``DDIMScheduler-50steps-1000images``
+    (``-denoise=False`` and the like appended for ``pipeline_kwargs``)."""
+    extra = "".join(f"-{k}={v}" for k, v in sorted(metrics.get("pipeline_kwargs", {}).items()))
+    return f"{metrics['scheduler']}-{metrics['num_inference_steps']}steps-{metrics['num_images']}images{extra}"
 
 
 def write_metrics(output_dir: str, metrics: dict) -> str:

@@ -2,10 +2,10 @@
 pipelines (`VAEPipeline`, `AutoencoderPipeline`, `GANPipeline`, `FlowPipeline`, `AnnealedLangevinPipeline`)."""
 
 from hfgen.pipelines.loading import load_pipeline
-from hfgen.pipelines.pipeline_langevin import AnnealedLangevinPipeline, AnnealedLangevinPipelineOutput
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
 from hfgen.pipelines.pipeline_flow import FlowPipeline
 from hfgen.pipelines.pipeline_gan import GANPipeline
+from hfgen.pipelines.pipeline_langevin import AnnealedLangevinPipeline, AnnealedLangevinPipelineOutput
 from hfgen.pipelines.pipeline_vae import VAEPipeline
 from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler, scheduler_names
 

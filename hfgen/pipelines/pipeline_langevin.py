@@ -19,9 +19,9 @@ class AnnealedLangevinPipelineOutput(BaseOutput):
     Args:
         images: the final samples: a list of PIL images, a `(batch_size, height, width, num_channels)` NumPy array
             (``"np"``) or a `(batch_size, num_channels, height, width)` tensor (``"pt"``), values in [0, 1].
-        intermediates (`torch.Tensor` of shape `(num_noise_levels, batch_size, num_channels, height, width)`, *optional*):
-            with ``return_intermediates=True``, the samples at the end of each noise level (σ_1 first, before the
-            final denoising step), clamped to [0, 1].
+        intermediates (`torch.Tensor`, *optional*): with ``return_intermediates=True``, a tensor of shape
+            `(num_noise_levels, batch_size, num_channels, height, width)`: the samples at the end of each noise
+            level (σ_1 first, before the final denoising step), clamped to [0, 1].
         sigmas (`list[float]`, *optional*): the noise level of each row of ``intermediates``.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,7 @@ def sample_images(
     num_inference_steps: int | None = None,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
+    pipeline_kwargs: dict | None = None,
 ) -> SamplingResult:
     """Draw ``num_images`` samples from ``pipeline`` in batches of ``batch_size``.
 
@@ -42,15 +44,25 @@ def sample_images(
     the stock `DDPMPipeline` for DDPM/DDIM and adds the input scaling sigma-based schedulers need. The default number
     of steps is the training ``num_train_timesteps`` for DDPM and 50 for every other scheduler.
 
+    Pipelines with a scheduler of their own that diffusers does not ship (`AnnealedLangevinPipeline`) sample through
+    their own ``__call__``; their network evaluations are counted on ``unet`` all the same, and ``num_inference_steps``
+    reports the length of their ``scheduler.timesteps`` (L·T Langevin steps, +1 with denoising).
+
+    Args:
+        pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's ``__call__`` (e.g. ``{"denoise":
+            False, "steps_per_level": 50}`` for NCSN, ``{"temperature": 0.8}`` for a VAE or a flow).
+
     Raises:
-        HfgenError: for ``num_images <= 0`` or a pipeline that cannot sample.
+        HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, or ``pipeline_kwargs`` it does not take.
     """
     from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
 
     if num_images <= 0 or batch_size <= 0:
         raise HfgenError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")
     components = getattr(pipeline, "components", {})
-    if "unet" in components and "scheduler" in components:
+    pipeline_kwargs = dict(pipeline_kwargs or {})
+    swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
+    if "unet" in components and swappable:
         sched = pipeline.scheduler if scheduler is None else make_scheduler(scheduler, pipeline.scheduler.config)
         sampler = UnconditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched)
         sampler.set_progress_bar_config(disable=True)
@@ -61,10 +73,29 @@ def sample_images(
         name = type(sched).__name__
         kwargs = {"num_inference_steps": num_inference_steps}
     else:
-        if scheduler is not None:
-            raise HfgenError(f"{type(pipeline).__name__} has no scheduler to swap; drop --scheduler")
-        sampler, network, name, kwargs = pipeline, None, type(pipeline).__name__, {}
-        num_inference_steps = num_inference_steps or 1
+        own_scheduler = "scheduler" in components
+        if scheduler is not None or (own_scheduler and num_inference_steps is not None):
+            raise HfgenError(
+                f"{type(pipeline).__name__} has no diffusers scheduler to swap; drop --scheduler"
+                + (
+                    " and --num_inference_steps (set its own sampling options with --pipeline_kwargs, e.g. "
+                    "'{\"steps_per_level\": 50}')"
+                    if own_scheduler
+                    else ""
+                )
+            )
+        if not own_scheduler:
+            num_inference_steps = num_inference_steps or 1
+        sampler, network, kwargs = pipeline, components.get("unet"), {}
+        name = type(components["scheduler"]).__name__ if "scheduler" in components else type(pipeline).__name__
+    accepted = inspect.signature(sampler.__call__).parameters
+    unknown = sorted(set(pipeline_kwargs) - set(accepted))
+    if unknown:
+        raise HfgenError(
+            f"{type(sampler).__name__} does not take {', '.join(unknown)}; it takes "
+            f"{', '.join(p for p in accepted if p not in ('self', 'return_dict', 'output_type', 'generator'))}"
+        )
+    kwargs.update(pipeline_kwargs)
     calls = []
     handle = network.register_forward_hook(lambda *_: calls.append(1)) if network is not None else None
     chunks, per_image = [], None
@@ -86,4 +117,7 @@ def sample_images(
         if handle is not None:
             handle.remove()
     images = torch.cat(chunks)
+    if num_inference_steps is None:  # a pipeline with its own sampler: its steps, or one shot
+        timesteps = getattr(components.get("scheduler"), "timesteps", None)
+        num_inference_steps = len(timesteps) if timesteps is not None else 1
     return SamplingResult(images, name, num_inference_steps, per_image if network is not None else 1)

@@ -234,8 +234,8 @@ class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
         """
         if self._step_index >= len(self.timesteps):
             raise ValueError(
-                f"step() called {self._step_index + 1} times for {len(self.timesteps)} timesteps; call set_timesteps() "
-                "before each sampling run"
+                f"step() called {self._step_index + 1} times for {len(self.timesteps)} timesteps; call "
+                "set_timesteps() before each sampling run"
             )
         timestep = int(torch.as_tensor(timestep).round().item())
         sigma = float(self.sigma_for_timesteps(timestep))
@@ -254,9 +254,7 @@ class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
         return AnnealedLangevinSchedulerOutput(prev_sample=prev_sample, pred_original_sample=denoised)
 
     # ------------------------------------------------------------------ training
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """x̃ = x + σ(t)·noise, the perturbation of denoising score matching.
 
         Args:

@@ -1,0 +1,1 @@
+"""PaliGemma visual question answering on CLEVR: LoRA fine-tuning (PEFT) and ROUGE evaluation."""
