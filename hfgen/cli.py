@@ -26,6 +26,8 @@ commands:
   ood OUTPUT_DIR --out SET   out-of-distribution detection with a flow's likelihood (AUROC of 3 scores)
   explore OUTPUT_DIR         latent-space figures of an autoencoder or VAE (reconstructions, latent map,
                              manifold, traversal, morphing, attribute vector) into OUTPUT_DIR/figures/
+  vqa make-dataset|finetune|evaluate
+                             PaliGemma CLEVR VQA: offline CLEVR-format data, LoRA fine-tuning, ROUGE evaluation
 """
 
 
@@ -291,6 +293,19 @@ def _ood(argv: list[str]) -> None:
     print(f"wrote ood.md, ood.json and ood_histograms.png into {folder}")
 
 
+def _vqa(argv: list[str]) -> None:
+    from hfgen.vqa.cli import main as vqa_main
+
+    try:
+        vqa_main(argv)
+    except ValueError as err:  # the argument dataclasses' __post_init__ checks
+        from hfgen.errors import HfgenError
+
+        if isinstance(err, HfgenError):
+            raise
+        raise CommandLineError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `hfgen` console script and `python -m hfgen`."""
     from hfgen.errors import HfgenError
@@ -303,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         "compare-samplers": _compare_samplers,
         "explore": _explore,
         "ood": _ood,
+        "vqa": _vqa,
     }
     if not argv or argv[0] in ("-h", "--help"):
         from hfgen.training.objectives import OBJECTIVES

@@ -263,6 +263,6 @@ def plot_langevin_convergence(
         rows,
         ncols=num_images,
         path=path,
-        title=f"Annealed Langevin dynamics: samples at the end of each noise level ({steps} steps per level)",
+        title=f"Annealed Langevin dynamics, {steps} steps per level:\nthe same samples at the end of each level",
         row_labels=labels,
     )

@@ -1,1 +1,7 @@
 """Sample-quality and likelihood metrics (arrive with the evaluation issue)."""
+
+from pathlib import Path
+
+# hfgen's own ROUGE `evaluate` module (a script shipped as package data, not an importable module of hfgen):
+# `evaluate.load(ROUGE_PATH)` loads it from this local file, offline, without looking at the Hub.
+ROUGE_PATH = str(Path(__file__).resolve().parent / "rouge" / "rouge.py")
