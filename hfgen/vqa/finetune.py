@@ -75,6 +75,8 @@ class VQAFinetuneArguments:
             raise ValueError("--max_train_steps, --train_batch_size and --gradient_accumulation_steps must be >= 1")
         if self.lora_r < 1 or not 0 <= self.lora_dropout < 1:
             raise ValueError("--lora_r must be >= 1 and --lora_dropout in [0, 1)")
+        if self.load_in_4bit and self.tiny:
+            raise ValueError("--load_in_4bit (QLoRA) applies to the real PaliGemma on a CUDA GPU, not to --tiny")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
         if self.learning_rate is None:
