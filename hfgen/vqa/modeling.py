@@ -24,6 +24,7 @@ LANGUAGE_MODEL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj
 VISION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 TINY_IMAGE_SIZE = 32
 TINY_PATCH_SIZE = 8
+TINY_EMBEDDING_STD = 0.25
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
 
 
@@ -94,7 +95,8 @@ def build_tiny_processor(texts: list[str]):
 def build_tiny_paligemma(processor, seed: int = 0):
     """A tiny randomly initialised `PaliGemmaForConditionalGeneration` consistent with ``processor``: vocabulary
     size = ``len(processor.tokenizer)``, ``image_token_index`` = the processor's ``<image>`` id, image size, patch
-    size and ``image_seq_length`` agree. SigLIP: 2 layers, width 32; Gemma: 2 layers, width 64, 2 heads, 1 KV head.
+    size and ``image_seq_length`` agree. SigLIP: 2 layers, width 32; Gemma: 2 layers, width 64, 2 heads, 1 KV head;
+    token embeddings (tied to the output layer) drawn with std ``TINY_EMBEDDING_STD``.
     Deterministic for the same ``seed`` and processor."""
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
@@ -135,6 +137,11 @@ def build_tiny_paligemma(processor, seed: int = 0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = PaliGemmaForConditionalGeneration(config)
+        # Gemma ties the output layer to the token embeddings. At the usual std 0.02 a random 64-wide embedding caps
+        # the logits near ±1.3, too flat for a frozen head to express any answer, so the tiny model draws them wider.
+        with torch.no_grad():
+            embeddings = model.get_input_embeddings().weight
+            embeddings.normal_(0.0, TINY_EMBEDDING_STD)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model

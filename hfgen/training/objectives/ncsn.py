@@ -32,7 +32,7 @@ class NCSNArguments(UNetArguments):
         },
     )
     sigma_min: float = field(default=0.01, metadata={"help": "σ_L, the smallest noise level."})
-    steps_per_level: int = field(default=20, metadata={"help": "T, Langevin steps per noise level when sampling."})
+    steps_per_level: int = field(default=100, metadata={"help": "T, Langevin steps per noise level when sampling."})
     epsilon: float = field(default=2e-5, metadata={"help": "ε, the Langevin step size at the last level."})
     scale_output_by_sigma: bool = field(
         default=True, metadata={"help": "NCSNv2: the score is the UNet output divided by σ (false: the output)."}
