@@ -196,3 +196,14 @@ def test_auroc_and_ood_detection(tmp_path):
     hfgen.train("vae", output_dir=str(vae), max_train_steps=1, logger="none", block_out_channels=[8, 16])
     with pytest.raises(HfgenError, match="no exact likelihood"):
         detect_ood(str(vae), ["noise"])
+
+
+def test_clevr_ood_set_is_drawn_by_the_vqa_generator():
+    from hfgen.metrics.ood import load_ood_images
+
+    in_images = torch.zeros(6, 1, 16, 16)
+    scenes = load_ood_images("clevr", in_images, seed=3)
+    assert scenes.shape == (6, 1, 16, 16) and -1 <= scenes.min() and scenes.max() <= 1
+    assert scenes.std() > 0.05  # objects on a floor, not a blank image
+    assert torch.equal(scenes, load_ood_images("clevr", in_images, seed=3))
+    assert not torch.equal(scenes, load_ood_images("clevr", in_images, seed=4))

@@ -213,3 +213,16 @@ def test_vqa_command_errors(clevr, tmp_path, capsys):
     assert "--load_in_4bit" in error_line(code, err)
     code, _, err = run_cli(capsys, "vqa", "fly")
     assert "unknown vqa command" in error_line(code, err)
+
+
+def test_a_nan_loss_stops_training_with_a_clear_error():
+    from transformers import TrainerControl, TrainerState
+
+    from hfgen.vqa.finetune import StopOnNonFiniteLoss
+
+    callback, control, state = StopOnNonFiniteLoss(), TrainerControl(), TrainerState()
+    state.global_step = 7
+    callback.on_log(None, state, control, logs={"loss": 1.5})
+    assert callback.bad_step is None and not control.should_training_stop
+    callback.on_log(None, state, control, logs={"loss": float("nan")})
+    assert callback.bad_step == 7 and control.should_training_stop and not control.should_save

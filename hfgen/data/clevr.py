@@ -776,6 +776,13 @@ def render_scene(objects: list[dict], width: int = 480, height: int = 320) -> Im
     return canvas.resize((width, height), Image.Resampling.BOX)
 
 
+def draw_scenes(num_images: int, seed: int = 0, width: int = 480, height: int = 320) -> list[Image.Image]:
+    """``num_images`` CLEVR-style scenes (3-6 objects, RGB PIL images of ``width`` x ``height``) without questions
+    or files, e.g. as an out-of-distribution set (`hfgen ood --out clevr`). Deterministic for ``seed``."""
+    rng = random.Random(seed)
+    return [render_scene(_make_scene(rng, width, height, 3, 6), width, height) for _ in range(num_images)]
+
+
 def _questions_for_scene(scene: dict, rng: random.Random, kinds: list[str], count: int) -> list[tuple[str, dict, int]]:
     """Up to ``count`` distinct (question, spec, family) for a scene, one per entry of ``kinds``.
 

@@ -13,7 +13,7 @@ AUROC (scikit-learn) for in-distribution held-out images against each OOD set; 0
 
 Built-in OOD sets (offline): ``noise`` (uniform noise images), ``constant`` (one random grey level per image: the
 simplest images, which likelihoods tend to over-rate), ``flipped`` (the held-out digits upside down),
-``clevr`` (the VQA data's shapes images, when generated), or a path (image folder, ``.npy``, ``save_to_disk``).
+``clevr`` (CLEVR-style scenes drawn by the VQA data generator), or a path (image folder, ``.npy``, ``save_to_disk``).
 """
 
 from __future__ import annotations
@@ -47,14 +47,14 @@ def load_ood_images(spec: str, in_images: torch.Tensor, seed: int = 0) -> torch.
         return levels.expand(count, channels, size, size).clone()
     if spec == "flipped":
         return in_images.flip(-2)
-    if spec == "clevr":
-        path = os.path.join("data", "clevr")
-        if not os.path.isdir(path):
-            raise DatasetError(
-                "the CLEVR-style shapes images are not generated yet (no data/clevr folder); pass an image folder "
-                f"instead, or one of {', '.join(s for s in BUILT_IN_OOD if s != 'clevr')}"
-            )
-        spec = path
+    if spec == "clevr":  # CLEVR-style scenes from the VQA data generator, drawn in memory
+        from datasets import Dataset
+
+        from hfgen.data.clevr import draw_scenes
+
+        scenes = Dataset.from_dict({"image": draw_scenes(count, seed=seed)})
+        images, _ = images_to_tensor(scenes, resolution=size, num_channels=channels)
+        return images
     if not os.path.exists(spec):
         raise DatasetError(f"OOD set {spec!r} is neither a built-in ({', '.join(BUILT_IN_OOD)}) nor an existing path")
     images, _ = images_to_tensor(load_image_dataset(train_data_dir=spec), resolution=size, num_channels=channels)

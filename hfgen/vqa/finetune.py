@@ -8,10 +8,12 @@ tensorboard logging, the progress bar, gradient accumulation, mixed precision an
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
 import torch
+from transformers import TrainerCallback
 
 from hfgen.errors import ConfigurationError, DatasetError
 from hfgen.vqa.modeling import BASE_MODEL_ID, TINY_BASE_DIR, make_prompt
@@ -112,6 +114,21 @@ class VQACollator:
             batch["labels"][batch["attention_mask"] == 0] = -100
             return batch
         return self.processor(text=prompts, images=images, padding_side="left", **kwargs)
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops `Trainer` at the first logged NaN/inf loss, before it can checkpoint a diverged model; ``bad_step``
+    tells where."""
+
+    def __init__(self):
+        self.bad_step = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_step = state.global_step
+            control.should_training_stop = True
+            control.should_save = False
 
 
 def _checkpointing_kwargs(training_arguments_class, enabled: bool) -> dict:
@@ -221,14 +238,26 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         use_cpu=not torch.cuda.is_available(),
         **_checkpointing_kwargs(TrainingArguments, args.gradient_checkpointing),
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_set, data_collator=VQACollator(processor))
+    stop_on_nan = StopOnNonFiniteLoss()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        data_collator=VQACollator(processor),
+        callbacks=[stop_on_nan],
+    )
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=_resume_path(args))
     seconds = time.perf_counter() - start
+    if stop_on_nan.bad_step is not None:
+        from hfgen.errors import TrainingDivergedError
+
+        raise TrainingDivergedError(
+            f"the loss became NaN/inf at step {stop_on_nan.bad_step}; training stopped and nothing was saved over "
+            f"the checkpoints in {training_args.output_dir}. Lower --learning_rate (or use --mixed_precision bf16 "
+            "instead of fp16) and run again"
+        )
     losses = [(log["step"], log["loss"]) for log in trainer.state.log_history if "loss" in log]
-    for value in (v for _, v in losses):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigurationError("the loss became NaN/inf; lower --learning_rate (checkpoints are kept)")
     if trainer.is_world_process_zero():
         model.save_pretrained(args.output_dir, safe_serialization=True)
         processor.save_pretrained(args.output_dir)
