@@ -209,8 +209,9 @@ def _compare_samplers(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="hfgen compare-samplers",
-        description="DDPM (trained steps), DDIM 100/50/20/10 and DPM-Solver++ 20/10 (+ --schedulers) on the same "
-        "seed and sample count: FID, KID, coverage, images per second and speed-up over DDPM.",
+        description="DDPM (trained steps), DDIM 100/50/20/10, DPM-Solver++ 20/10 and SDE-DPM-Solver++ 20 "
+        "(+ --schedulers) on the same seed and sample count: FID, KID, coverage, images per second and speed-up "
+        "over DDPM.",
     )
     _evaluation_arguments(parser)
     parser.add_argument("--num_images", type=int, default=500, help="Images per sampler.")

@@ -82,6 +82,10 @@ def test_make_scheduler_short_names_and_class_names(stock_pipeline):
     assert dpm.config.algorithm_type == "dpmsolver++"
     assert dpm.config.num_train_timesteps == 50
 
+    sde = make_scheduler("sde-dpmsolver++", config)
+    assert type(sde) is DPMSolverMultistepScheduler
+    assert sde.config.algorithm_type == "sde-dpmsolver++" and sde.config.use_exponential_sigmas
+
     euler = make_scheduler("euler", config)
     assert type(euler) is EulerDiscreteScheduler
     assert euler.config.num_train_timesteps == 50

@@ -24,6 +24,7 @@ DEFAULT_SAMPLER_CONFIGS = [
     ("ddim", 10),
     ("dpmsolver++", 20),
     ("dpmsolver++", 10),
+    ("sde-dpmsolver++", 20),
 ]
 CARD_START = "<!-- hfgen:evaluation:start -->"
 CARD_END = "<!-- hfgen:evaluation:end -->"

@@ -27,6 +27,11 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
     "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
     "dpmsolver-singlestep": ("DPMSolverSinglestepScheduler", {}),
+    # the stochastic DPM-Solver++(2M) SDE with log-linear (exponential) σ spacing, i.e. uniform in log-SNR
+    "sde-dpmsolver++": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_exponential_sigmas": True},
+    ),
     "unipc": ("UniPCMultistepScheduler", {}),
     "deis": ("DEISMultistepScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
