@@ -28,7 +28,7 @@ def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str
     repo_id = args.get("hub_model_id") or os.path.basename(os.path.normpath(output_dir))
     card_data = {
         "library_name": "peft",
-        "license": "gemma",
+        "license": "apache-2.0" if tiny else "gemma",
         "base_model": base if not tiny else None,
         "pipeline_tag": "image-text-to-text",
         "tags": ["hfgen", "paligemma", "lora", "vqa", "clevr"],
