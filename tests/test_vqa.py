@@ -226,3 +226,11 @@ def test_a_nan_loss_stops_training_with_a_clear_error():
     assert callback.bad_step is None and not control.should_training_stop
     callback.on_log(None, state, control, logs={"loss": float("nan")})
     assert callback.bad_step == 7 and control.should_training_stop and not control.should_save
+
+
+def test_a_missing_model_folder_is_named(clevr, capsys):
+    code, _, err = run_cli(
+        capsys, "vqa", "evaluate", "--model_name_or_path", "/no/such/paligemma", "--clevr_dir", clevr
+    )
+    line = error_line(code, err)
+    assert "/no/such/paligemma does not exist" in line and "--tiny" not in line

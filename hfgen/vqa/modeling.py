@@ -189,6 +189,12 @@ def load_base_model(
             train = load_clevr(clevr_dir, "train")
             processor = build_tiny_processor(tiny_corpus(train["question"], train["answer"]))
             return build_tiny_paligemma(processor, seed=seed), processor
+    looks_local = model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(model_name_or_path)):
+        raise HfgenError(
+            f"--model_name_or_path {model_name_or_path} does not exist; pass a folder holding a PaliGemma "
+            f"(config.json, *.safetensors, processor files) or a Hub id such as {BASE_MODEL_ID}"
+        )
     kwargs = {"use_safetensors": True}
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
@@ -198,7 +204,7 @@ def load_base_model(
     try:
         processor = PaliGemmaProcessor.from_pretrained(model_name_or_path)
         model = PaliGemmaForConditionalGeneration.from_pretrained(model_name_or_path, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         hint = (
             " (HF_HUB_OFFLINE is set: only local folders load; download the weights first or use --tiny)"
