@@ -8,13 +8,17 @@ import os
 from hfgen.errors import CheckpointError
 
 
+def looks_like_local_path(path_or_repo_id: str) -> bool:
+    """Whether ``path_or_repo_id`` can only mean a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``), never a Hub
+    repo id (``name`` or ``namespace/name``), so a missing one is an error rather than a download."""
+    stripped = path_or_repo_id.strip("/").replace("/", "", 1)
+    return path_or_repo_id.startswith((".", "/", "~")) or os.sep in stripped or path_or_repo_id.count("/") > 1
+
+
 def _local_folder(path_or_repo_id: str) -> str:
     if os.path.isdir(path_or_repo_id):
         return path_or_repo_id
-    looks_local = path_or_repo_id.startswith((".", "/", "~")) or os.sep in path_or_repo_id.strip("/").replace(
-        "/", "", 1
-    )
-    if looks_local or path_or_repo_id.count("/") > 1:
+    if looks_like_local_path(path_or_repo_id):
         raise CheckpointError(f"{path_or_repo_id} does not exist; pass a trained output folder or a Hub repo id")
     from huggingface_hub import snapshot_download
 

@@ -100,7 +100,7 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
             model_output = self.unet(model_input, level).sample
             sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
             if return_intermediates and index < num_langevin_steps and (index + 1) % scheduler.steps_per_level == 0:
-                intermediates.append(((sample.detach().float().cpu() + 1) / 2).clamp(0, 1))
+                intermediates.append(postprocess_images(sample, "pt").cpu())
         images = postprocess_images(sample, output_type)
         stacked = torch.stack(intermediates) if return_intermediates else None
         sigmas = [float(s) for s in scheduler.sigmas] if return_intermediates else None

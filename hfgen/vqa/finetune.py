@@ -157,10 +157,8 @@ def _resume_path(args: VQAFinetuneArguments):
         return args.resume_from_checkpoint
     from transformers.trainer_utils import get_last_checkpoint
 
-    last = get_last_checkpoint(os.path.join(args.output_dir, "checkpoints")) if os.path.isdir(
-        os.path.join(args.output_dir, "checkpoints")
-    ) else None  # fmt: skip
-    return last  # None: nothing to resume, start fresh
+    checkpoints = os.path.join(args.output_dir, "checkpoints")
+    return get_last_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None  # None: start fresh
 
 
 def finetune(args: VQAFinetuneArguments) -> dict:

@@ -189,8 +189,9 @@ def load_base_model(
             train = load_clevr(clevr_dir, "train")
             processor = build_tiny_processor(tiny_corpus(train["question"], train["answer"]))
             return build_tiny_paligemma(processor, seed=seed), processor
-    looks_local = model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1
-    if looks_local and not os.path.isdir(os.path.expanduser(model_name_or_path)):
+    from hfgen.pipelines.loading import looks_like_local_path
+
+    if looks_like_local_path(model_name_or_path) and not os.path.isdir(os.path.expanduser(model_name_or_path)):
         raise HfgenError(
             f"--model_name_or_path {model_name_or_path} does not exist; pass a folder holding a PaliGemma "
             f"(config.json, *.safetensors, processor files) or a Hub id such as {BASE_MODEL_ID}"
