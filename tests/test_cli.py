@@ -15,6 +15,7 @@ from conftest import tiny_ddpm_flags
 from PIL import Image
 
 import hfgen
+from hfgen.data.images import DIGITS_RESOLUTION
 from hfgen.training.objectives.ddpm import DDPMObjective
 
 # One OpenMP thread: the tiny models are not faster on two, and two threads stall badly when another process
@@ -89,7 +90,9 @@ def test_trained_folder_contents(trained):
 def test_training_args_hold_resolved_values(trained):
     args = json.loads((trained / "training_args.json").read_text())
     assert args["model"] == "ddpm"
-    assert args["resolution"] == DDPMObjective.defaults["resolution"] == 16
+    assert args["resolution"] == DIGITS_RESOLUTION == 16
+    assert args["block_out_channels"] == [32, 64, 64] and args["attention_levels"] == [1]  # the 16x16 defaults
+    assert args["labels"] == "label column" and args["num_train_images"] == 1437
     assert args["learning_rate"] == DDPMObjective.defaults["learning_rate"]
     assert args["max_train_steps"] == 20
     assert args["train_batch_size"] == 16
@@ -158,10 +161,12 @@ def test_resolution_zero(tmp_path):
 
 
 def test_resolution_the_unet_cannot_halve(tmp_path):
-    # the default UNet has 3 levels: the resolution must be divisible by 4
-    line = error_line(hfgen_cli("train", "ddpm", "--resolution", 10, "--output_dir", tmp_path / "out"))
-    assert "--resolution 10" in line
-    assert "divisible" in line
+    # a UNet with 3 levels halves twice: the resolution must be a multiple of 4, and the error names valid ones
+    flags = ["--resolution", 30, "--block_out_channels", 32, 64, 64, "--output_dir", tmp_path / "out"]
+    line = error_line(hfgen_cli("train", "ddpm", *flags))
+    assert "--resolution 30" in line and "3 levels" in line
+    assert "multiples of 4: 8, 12, 16, 20, 24, 28, 32" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_sample_unknown_scheduler(trained, tmp_path):

@@ -23,11 +23,9 @@ def check_sizes(sample_size: int, in_channels: int, block_out_channels, latent_d
             f"latent_dim ({latent_dim}), in_channels ({in_channels}) and block_out_channels ({block_out_channels}) "
             "must be positive"
         )
-    if sample_size % (2**levels) or sample_size < 2**levels:
-        raise ValueError(
-            f"sample_size {sample_size} must be divisible by 2^{levels} (one halving per entry of block_out_channels "
-            f"{list(block_out_channels)}); use fewer levels or another --resolution"
-        )
+    from hfgen.models.resolution import check_conv_resolution
+
+    check_conv_resolution(sample_size, levels)
     return sample_size // 2**levels
 
 

@@ -9,7 +9,6 @@ generator with a tanh output, LeakyReLU(0.2) in the discriminator, weights initi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,14 +18,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from hfgen.models.conv import check_images
-
-
-def _levels(sample_size: int) -> int:
-    """Stride-2 levels between 4x4 and ``sample_size``; raises ValueError unless sample_size = 4 * 2^k, k >= 1."""
-    levels = math.log2(sample_size / 4) if sample_size >= 8 else -1
-    if levels < 1 or not float(levels).is_integer():
-        raise ValueError(f"sample_size must be 4 * 2^k with k >= 1 (8, 16, 32, 64, ...), got {sample_size}")
-    return int(levels)
+from hfgen.models.resolution import gan_layout
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -50,15 +42,16 @@ class DCGANGeneratorOutput(BaseOutput):
 
 
 class DCGANGenerator(ModelMixin, ConfigMixin):
-    """Latent vector -> image: a projection to 4x4, then transposed convolutions doubling the size and halving the
-    channels, batch norm + ReLU between them and tanh at the end.
+    """Latent vector -> image: a projection to b x b (4x4; 7x7 for 28), then transposed convolutions doubling the
+    size and halving the channels, batch norm + ReLU between them and tanh at the end.
 
     Parameters:
-        sample_size (`int`, defaults to 16): output height and width, 4 * 2^k (8, 16, 32, 64...).
+        sample_size (`int`, defaults to 16): output height and width, b * 2^k with 4 <= b <= 7, k >= 1 (16, 28, 32,
+            64, ...; see `hfgen.models.resolution.gan_layout`).
         out_channels (`int`, defaults to 1): image channels.
         latent_dim (`int`, defaults to 100): size of z (the paper's 100).
         base_channels (`int`, defaults to 64): channels of the last hidden layer (the paper's ``ngf``); the 4x4 layer
-            has ``base_channels * 2^(k-1)``.
+            has ``base_channels * 2^(k-1)`` (64x64: 512, 256, 128, 64 as in the paper's PyTorch port).
 
     Raises:
         ValueError: for an unsupported ``sample_size`` or non-positive sizes.
@@ -67,11 +60,11 @@ class DCGANGenerator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, sample_size: int = 16, out_channels: int = 1, latent_dim: int = 100, base_channels: int = 64):
         super().__init__()
-        levels = _levels(sample_size)
+        base, levels = gan_layout(sample_size)
         if min(out_channels, latent_dim, base_channels) < 1:
             raise ValueError("out_channels, latent_dim and base_channels must be positive")
         channels = [base_channels * 2 ** (levels - 1 - i) for i in range(levels)]
-        layers = [nn.ConvTranspose2d(latent_dim, channels[0], 4, 1, 0, bias=False), nn.BatchNorm2d(channels[0]),
+        layers = [nn.ConvTranspose2d(latent_dim, channels[0], base, 1, 0, bias=False), nn.BatchNorm2d(channels[0]),
                   nn.ReLU(True)]  # fmt: skip
         for current, following in zip(channels, channels[1:]):
             layers += [nn.ConvTranspose2d(current, following, 4, 2, 1, bias=False), nn.BatchNorm2d(following),
@@ -101,7 +94,8 @@ class DCGANDiscriminator(ModelMixin, ConfigMixin):
     loss applies it, and a WGAN critic outputs an unbounded score.
 
     Parameters:
-        sample_size (`int`, defaults to 16): input height and width, 4 * 2^k.
+        sample_size (`int`, defaults to 16): input height and width, b * 2^k as for the generator (the last
+            convolution is b x b).
         in_channels (`int`, defaults to 1): image channels.
         base_channels (`int`, defaults to 64): channels of the first layer (the paper's ``ndf``).
         use_batch_norm (`bool`, defaults to True): batch norm after every hidden convolution but the first. Must be
@@ -117,7 +111,7 @@ class DCGANDiscriminator(ModelMixin, ConfigMixin):
         self, sample_size: int = 16, in_channels: int = 1, base_channels: int = 64, use_batch_norm: bool = True
     ):
         super().__init__()
-        levels = _levels(sample_size)
+        base, levels = gan_layout(sample_size)
         if min(in_channels, base_channels) < 1:
             raise ValueError("in_channels and base_channels must be positive")
         channels = [base_channels * 2**i for i in range(levels)]
@@ -127,7 +121,7 @@ class DCGANDiscriminator(ModelMixin, ConfigMixin):
             if use_batch_norm:
                 layers.append(nn.BatchNorm2d(following))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
-        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False))
+        layers.append(nn.Conv2d(channels[-1], 1, base, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
 

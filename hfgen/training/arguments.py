@@ -22,6 +22,8 @@ LR_SCHEDULERS = (
 )
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "none")
+# above this many bytes of uint8 pixels the training images are decoded per batch instead of held in memory
+LAZY_LOADING_THRESHOLD_GB = 4.0
 
 
 @dataclass
@@ -38,16 +40,26 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub data set configuration name."})
     train_data_dir: str | None = field(
         default=None,
-        metadata={"help": "A local image folder, a .npy array (N, H, W[, C]) or a save_to_disk folder."},
+        metadata={
+            "help": "A local image folder, a .npy array (N, H, W[, C]; labels from <name>_labels.npy next to "
+            "<name>_images.npy) or a save_to_disk folder."
+        },
     )
     image_column: str = field(default="image", metadata={"help": "The column holding the images."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
     resolution: int | None = field(
         default=None,
-        metadata={"help": "Training image size in pixels (square). Family default (DDPM on digits: 16)."},
+        metadata={
+            "help": "Training image size in pixels (square). Default: 16 for the digits, else the images' own "
+            "size (the shorter side)."
+        },
     )
     center_crop: bool = field(
-        default=True, metadata={"help": "Resize the shorter side to --resolution, then centre crop."}
+        default=True,
+        metadata={
+            "help": "Crop the central square of non-square images, then resize to --resolution (antialiased). "
+            "'false': resize the whole image to a square."
+        },
     )
     random_flip: bool = field(default=False, metadata={"help": "Flip images left-right at random."})
     num_channels: int | None = field(
@@ -55,6 +67,31 @@ class DataArguments:
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training images (for quick runs)."}
+    )
+    held_out_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images held out of training for evaluation (a fixed split, seed 0, stratified by class labels). "
+            "Default: MNIST 2000, CIFAR-10 1000, CelebA 1000 (recognised by the path), 0 for other data; the "
+            "digits keep their fixed 360-image test split."
+        },
+    )
+    attribute_file: str | None = field(
+        default=None,
+        metadata={"help": "A CelebA-format attribute file (list_attr_celeba.txt) labelling the images by file name."},
+    )
+    attribute: str | None = field(
+        default=None, metadata={"help": "With --attribute_file: the attribute whose -1/1 values become 0/1 labels."}
+    )
+    lazy_loading: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Decode images per batch with a DataLoader instead of holding them in memory (same seeded "
+            f"order). Default: only when the uint8 images would exceed {LAZY_LOADING_THRESHOLD_GB:g} GB."
+        },
+    )
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "With --lazy_loading: worker processes decoding images (0: the main process)."}
     )
 
     def __post_init__(self):
@@ -66,6 +103,17 @@ class DataArguments:
             raise ValueError(f"--max_train_samples must be positive, got {self.max_train_samples}")
         if self.train_data_dir is not None and not os.path.exists(os.path.expanduser(self.train_data_dir)):
             raise ValueError(f"--train_data_dir {self.train_data_dir} does not exist")
+        if self.held_out_size is not None and self.held_out_size < 0:
+            raise ValueError(f"--held_out_size must be 0 or more images, got {self.held_out_size}")
+        if self.attribute_file is not None and not os.path.isfile(os.path.expanduser(self.attribute_file)):
+            raise ValueError(f"--attribute_file {self.attribute_file} does not exist")
+        if (self.attribute_file is None) != (self.attribute is None):
+            raise ValueError(
+                "--attribute_file and --attribute go together (e.g. --attribute_file list_attr_celeba.txt "
+                "--attribute Smiling)"
+            )
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"--dataloader_num_workers must be 0 or more, got {self.dataloader_num_workers}")
 
 
 @dataclass

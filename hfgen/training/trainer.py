@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from hfgen.errors import CheckpointError, ConfigurationError, DatasetError, HfgenError, TrainingDivergedError
-from hfgen.training.arguments import GENERIC_DEFAULTS, DataArguments, TrainingArguments, arguments_to_dict
+from hfgen.training.arguments import (
+    GENERIC_DEFAULTS,
+    LAZY_LOADING_THRESHOLD_GB,
+    DataArguments,
+    TrainingArguments,
+    arguments_to_dict,
+)
 from hfgen.training.objectives import Objective, get_objective
 from hfgen.training.objectives.base import TrainingContext
 
@@ -40,6 +46,7 @@ CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-"
 TRAINER_STATE = "trainer_state.json"
+TRAIN_IMAGES_SUBSET = 2000  # TrainingContext.train_images: a fixed random subset of at most this many images
 
 
 def derived_seed(*keys: int | str) -> int:
@@ -211,50 +218,110 @@ class _Trainer:
                 shutil.rmtree(os.path.join(self.output_dir, CHECKPOINTS_DIR))
 
     def _load_data(self):
-        from hfgen.data.images import images_to_tensor, load_image_dataset
+        """Open the training images, fix resolution and channels, let the objective check them, then hold the
+        images in memory as uint8 ``(N, C, H, W)`` or (``--lazy_loading``) decode them per batch with a DataLoader."""
+        from hfgen.data.images import DIGITS_RESOLUTION, ImageDecoder, decode_images, open_image_source
 
         data = self.data_args
         with self.accelerator.main_process_first():
-            dataset = load_image_dataset(
+            source = open_image_source(
                 dataset_name=data.dataset_name,
                 train_data_dir=data.train_data_dir,
                 split="train",
                 dataset_config_name=data.dataset_config_name,
                 cache_dir=data.cache_dir,
                 image_column=data.image_column,
+                held_out_size=data.held_out_size,
+                attribute_file=data.attribute_file,
+                attribute=data.attribute,
             )
-            images, _ = images_to_tensor(
-                dataset,
-                resolution=data.resolution,
-                num_channels=data.num_channels,
-                center_crop=data.center_crop,
-                max_samples=data.max_train_samples,
-                show_progress=self.accelerator.is_main_process and len(dataset) > 5000,
+            if data.max_train_samples is not None and data.max_train_samples < len(source):
+                source = source.select(range(data.max_train_samples))
+            channels, height, width = source.native_size()
+            if data.resolution is None:
+                data.resolution = DIGITS_RESOLUTION if source.name == "digits" else min(height, width)
+            if data.num_channels is None:
+                data.num_channels = channels
+            self.objective.configure(data.resolution, data.num_channels, self.model_args)
+            decoder = ImageDecoder(source, data.resolution, data.num_channels, data.center_crop)
+            pixels = len(source) * data.num_channels * data.resolution**2
+            self.lazy = (
+                data.lazy_loading if data.lazy_loading is not None else pixels > LAZY_LOADING_THRESHOLD_GB * 1e9
             )
+            if self.lazy:
+                self.images, labels = None, source.labels
+            else:
+                self.images, labels = decode_images(decoder, show_progress=self.accelerator.is_main_process)
+        self.decoder = decoder
+        self.num_images = len(source) if self.images is None else len(self.images)
+        self.labels = labels
+        self.label_source = source.label_source if labels is not None else None
         global_batch = self.args.train_batch_size * self.accelerator.num_processes
-        if len(images) < global_batch:
+        if self.num_images < global_batch:
             raise DatasetError(
-                f"the data set has {len(images)} images, fewer than one batch of {global_batch} "
+                f"the data set has {self.num_images} images, fewer than one batch of {global_batch} "
                 f"(--train_batch_size {self.args.train_batch_size} x {self.accelerator.num_processes} processes); "
                 "lower --train_batch_size or add images"
             )
-        self.images = images
-        self.batches_per_epoch = len(images) // global_batch
+        self.batches_per_epoch = self.num_images // global_batch
         self._permutations: dict[int, torch.Tensor] = {}
+        self._loader_iterator = None
+        self._loader_next = None
 
-    def _batch(self, micro_index: int) -> torch.Tensor:
+    def _images_at(self, indices) -> torch.Tensor:
+        """Training images ``indices`` as float32 ``(B, C, H, W)`` in [-1, 1] (decoded now when lazy)."""
+        from hfgen.data.images import uint8_to_float
+
+        if self.images is not None:
+            return uint8_to_float(self.images[torch.as_tensor(indices)])
+        return uint8_to_float(self.decoder.decode_batch(list(indices)))
+
+    def _batch_indices(self, micro_index: int) -> torch.Tensor:
+        """The image indices of micro-batch ``micro_index`` for this process: a slice of epoch ``e``'s permutation,
+        drawn from a generator seeded by ``(seed, e)``, so the order never depends on how training got here."""
         epoch, position = divmod(micro_index, self.batches_per_epoch)
         if epoch not in self._permutations:
             self._permutations = {
                 epoch: torch.randperm(
-                    len(self.images),
+                    self.num_images,
                     generator=torch.Generator().manual_seed(derived_seed(self.args.seed, "epoch", epoch)),
                 )
             }
         size = self.args.train_batch_size
         start = position * size * self.accelerator.num_processes + self.accelerator.process_index * size
-        indices = self._permutations[epoch][start : start + size]
-        return self.images[indices].to(self.accelerator.device)
+        return self._permutations[epoch][start : start + size]
+
+    def _batch(self, micro_index: int) -> torch.Tensor:
+        if self.images is not None:
+            return self._images_at(self._batch_indices(micro_index)).to(self.accelerator.device)
+        from hfgen.data.images import uint8_to_float
+
+        if self._loader_next != micro_index:  # first batch, or a jump (resume): restart the loader there
+            self._loader_iterator = iter(self._make_loader(micro_index))
+        self._loader_next = micro_index + 1
+        return uint8_to_float(next(self._loader_iterator)).to(self.accelerator.device)
+
+    def _make_loader(self, first_micro_index: int):
+        """A `torch.utils.data.DataLoader` decoding the micro-batches ``first_micro_index, +1, ...`` in the seeded
+        order of `_batch_indices` with ``--dataloader_num_workers`` workers."""
+        from torch.utils.data import DataLoader
+
+        trainer = self
+
+        class _SeededBatches(torch.utils.data.Sampler):
+            def __iter__(self):
+                index = first_micro_index
+                while True:
+                    yield trainer._batch_indices(index).tolist()
+                    index += 1
+
+        workers = self.data_args.dataloader_num_workers
+        return DataLoader(
+            self.decoder,
+            batch_sampler=_SeededBatches(),
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+        )
 
     def _noise_generator(self, micro_index: int) -> torch.Generator:
         seed = derived_seed(self.args.seed, "noise", micro_index, self.accelerator.process_index)
@@ -543,19 +610,19 @@ class _Trainer:
         self.last_checkpoint = None
         self.last_grid = None
         self._load_data()
+        order = torch.randperm(self.num_images, generator=torch.Generator().manual_seed(args.seed))
         context = self.context = TrainingContext(
             data_args=self.data_args,
             training_args=args,
             model_args=self.model_args,
-            num_channels=self.images.shape[1],
-            resolution=self.images.shape[-1],
-            num_train_images=len(self.images),
+            num_channels=self.data_args.num_channels,
+            resolution=self.data_args.resolution,
+            num_train_images=self.num_images,
             dataset_label=_dataset_label(self.data_args),
             num_processes=accelerator.num_processes,
-            train_images=self.images,
-            preview_images=self.images[
-                torch.randperm(len(self.images), generator=torch.Generator().manual_seed(args.seed))[:32]
-            ],
+            train_images=self._images_at(order[:TRAIN_IMAGES_SUBSET].sort().values),
+            preview_images=self._images_at(order[:32]),
+            label_source=self.label_source,
         )
         if args.eval_steps and not self.objective.can_sample:
             raise ConfigurationError(
@@ -605,6 +672,9 @@ class _Trainer:
             if self.model_args is not None:
                 config.update(arguments_to_dict(self.model_args))
             config["num_processes"] = accelerator.num_processes
+            config["num_train_images"] = self.num_images
+            config["labels"] = self.label_source  # where the labels came from, or None when the data has none
+            config["lazy_loading"] = self.lazy
             with open(os.path.join(self.output_dir, "training_args.json"), "w") as handle:
                 json.dump(config, handle, indent=2, sort_keys=True)
             if args.logger != "none":
@@ -617,7 +687,7 @@ class _Trainer:
         updates = self.updates = self.objective.updates()
         accumulation = args.gradient_accumulation_steps
         accelerator.print(
-            f"Training {self.objective.name} on {len(self.images)} images "
+            f"Training {self.objective.name} on {self.num_images} images "
             f"({context.num_channels}x{context.resolution}x{context.resolution}) for {args.max_train_steps} steps, "
             f"batch {args.train_batch_size} x {accelerator.num_processes} process(es) x {accumulation} accumulation"
         )

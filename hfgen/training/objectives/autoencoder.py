@@ -14,21 +14,46 @@ class AutoencoderArguments:
     """Autoencoder flags."""
 
     latent_dim: int = field(default=2, metadata={"help": "Size of the code (2 gives a latent map without PCA)."})
-    block_out_channels: list[int] = field(
-        default_factory=lambda: [32, 64], metadata={"help": "Channels per resolution level (each halves the image)."}
+    block_out_channels: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Channels per resolution level (each halves the image). Default by resolution: 32 64 (16, 28), "
+            "32 64 128 (32), 32 64 128 256 (64)."
+        },
     )
 
     def __post_init__(self):
         if self.latent_dim < 1:
             raise ValueError(f"--latent_dim must be at least 1, got {self.latent_dim}")
-        if not self.block_out_channels or any(c < 1 for c in self.block_out_channels):
+        if self.block_out_channels is not None and (
+            not self.block_out_channels or any(c < 1 for c in self.block_out_channels)
+        ):
             raise ValueError(f"--block_out_channels must be positive, got {self.block_out_channels}")
+
+
+def configure_conv(args: AutoencoderArguments, resolution: int) -> None:
+    """Fill ``--block_out_channels`` left unset with the default for ``resolution``
+    (`hfgen.models.resolution.default_conv_levels`) and check that the encoder can halve the resolution.
+
+    Raises:
+        ConfigurationError: for a resolution the encoder cannot handle, naming the valid ones.
+    """
+    from hfgen.errors import ConfigurationError
+    from hfgen.models.resolution import check_conv_resolution, default_conv_levels
+
+    if args.block_out_channels is None:
+        args.block_out_channels = default_conv_levels(resolution)
+    try:
+        check_conv_resolution(resolution, len(args.block_out_channels))
+    except ValueError as err:
+        raise ConfigurationError(str(err)) from None
 
 
 def _build(model_cls, context: TrainingContext, **extra):
     from hfgen.errors import ConfigurationError
 
     args = context.model_args
+    configure_conv(args, context.resolution)
     try:
         return model_cls(
             sample_size=context.resolution,
@@ -54,10 +79,14 @@ class AutoencoderObjective(Objective):
 
     name = "autoencoder"
     arguments_class = AutoencoderArguments
-    defaults = {"resolution": 16, "max_train_steps": 3000, "learning_rate": 1e-3}
+    defaults = {"max_train_steps": 3000, "learning_rate": 1e-3}
     model_card_template = "autoencoder.md"
     ema_model = "autoencoder"
     loss_label = "mean squared error per pixel"
+
+    def configure(self, resolution, num_channels, model_args):
+        configure_conv(model_args, resolution)
+
     can_sample = False
     pipeline_tag = "image-to-image"
     tags = ("autoencoder", "representation-learning")

@@ -30,8 +30,11 @@ class TrainingContext:
         preview_images (`torch.Tensor`, *optional*): up to 32 fixed training images `(N, C, H, W)` in [-1, 1], for
             objectives whose periodic grid shows reconstructions.
         global_step (`int`): optimiser steps done before the current one (updated by the loop before each step).
-        train_images (`torch.Tensor`, *optional*): the whole training set `(N, C, H, W)` in [-1, 1] (on the CPU), for
-            objectives whose settings depend on the data (NCSN's ``--sigma_max auto``).
+        train_images (`torch.Tensor`, *optional*): a fixed random subset of at most 2,000 training images
+            `(N, C, H, W)` in [-1, 1] (on the CPU, the whole set when smaller), for objectives whose settings depend on
+            the data (NCSN's ``--sigma_max auto``).
+        label_source (`str`, *optional*): where the training labels came from (``mnist_test_labels.npy``,
+            ``list_attr_celeba.txt:Smiling``, ``label column``), None when the data has no labels.
     """
 
     data_args: Any
@@ -47,6 +50,7 @@ class TrainingContext:
     preview_images: torch.Tensor | None = None
     global_step: int = 0
     train_images: torch.Tensor | None = None
+    label_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,15 @@ class Objective:
             for args in (data_args, training_args):
                 if hasattr(args, key) and getattr(args, key) is None:
                     setattr(args, key, value)
+
+    def configure(self, resolution: int, num_channels: int, model_args) -> None:
+        """Fill the family flags whose defaults depend on the image size (left at None by the user) and check that
+        the networks can handle ``resolution`` x ``resolution`` images with ``num_channels`` channels; called before
+        any image is decoded. Default: nothing.
+
+        Raises:
+            ConfigurationError: for a resolution the networks cannot handle, naming the valid ones.
+        """
 
     def held_out_metrics(self, pipeline, generator: torch.Generator) -> dict[str, float]:
         """Scalars measured on held-out data each time the loop draws a sample grid (main process), recorded in the

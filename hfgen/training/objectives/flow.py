@@ -14,12 +14,18 @@ from hfgen.training.objectives.base import Objective, TrainingContext
 class FlowArguments:
     """Real NVP flags."""
 
-    num_scales: int = field(default=2, metadata={"help": "Scales (squeeze + factor out half) before the last one."})
+    num_scales: int | None = field(
+        default=None,
+        metadata={
+            "help": "Scales (squeeze + factor out half) before the last one. Default by resolution: 2 (up to 32 "
+            "pixels), 3 (64 and up)."
+        },
+    )
     hidden_channels: int = field(default=64, metadata={"help": "Width of the coupling layers' s/t ResNets."})
     num_blocks: int = field(default=2, metadata={"help": "Residual blocks per s/t ResNet."})
 
     def __post_init__(self):
-        if self.num_scales < 0 or self.hidden_channels < 1 or self.num_blocks < 0:
+        if (self.num_scales is not None and self.num_scales < 0) or self.hidden_channels < 1 or self.num_blocks < 0:
             raise ValueError("--num_scales and --num_blocks must be >= 0 and --hidden_channels >= 1")
 
 
@@ -28,16 +34,27 @@ class RealNVPObjective(Objective):
 
     name = "realnvp"
     arguments_class = FlowArguments
-    defaults = {"resolution": 16, "max_train_steps": 1500, "learning_rate": 1e-3}
+    defaults = {"max_train_steps": 1500, "learning_rate": 1e-3}
     model_card_template = "flow.md"
     ema_model = "flow"
     loss_label = "bits per dimension"
     tags = ("normalizing-flow", "realnvp", "unconditional-image-generation")
 
+    def configure(self, resolution, num_channels, model_args):
+        from hfgen.models.resolution import check_flow_resolution, default_flow_scales
+
+        if model_args.num_scales is None:
+            model_args.num_scales = default_flow_scales(resolution)
+        try:
+            check_flow_resolution(resolution, model_args.num_scales)
+        except ValueError as err:
+            raise ConfigurationError(str(err)) from None
+
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
         from hfgen.models.realnvp import RealNVPModel
 
         args = context.model_args
+        self.configure(context.resolution, context.num_channels, args)
         self.held_out = None
         data = context.data_args
         if data.train_data_dir is None and data.dataset_name in (None, "digits"):

@@ -33,7 +33,6 @@ LOSS_DEFAULTS = {
     "wgan-gp": {"learning_rate": 1e-4, "adam_beta1": 0.0, "adam_beta2": 0.9, "n_critic": 5},
 }
 COMMON_DEFAULTS = {
-    "resolution": 16,
     "lr_scheduler": "constant",
     "lr_warmup_steps": 0,
     "adam_weight_decay": 0.0,
@@ -164,6 +163,14 @@ class GANObjective(Objective):
     @property
     def critic_phase(self) -> str:
         return "discriminator" if self.loss == "bce" else "critic"
+
+    def configure(self, resolution, num_channels, model_args):
+        from hfgen.models.resolution import gan_layout
+
+        try:
+            gan_layout(resolution)
+        except ValueError as err:
+            raise ConfigurationError(f"{err} (set with --resolution)") from None
 
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
         from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator

@@ -16,7 +16,7 @@ from diffusers import UNet2DModel
 from hfgen.errors import ConfigurationError
 from hfgen.schedulers.scheduling_annealed_langevin import INIT_DISTRIBUTIONS, AnnealedLangevinScheduler
 from hfgen.training.objectives.base import Objective, TrainingContext
-from hfgen.training.objectives.ddpm import UNetArguments, unet_config_from_args
+from hfgen.training.objectives.ddpm import UNetArguments, configure_unet, unet_config_from_args
 
 
 @dataclass
@@ -93,11 +93,14 @@ class NCSNObjective(Objective):
 
     name = "ncsn"
     arguments_class = NCSNArguments
-    defaults = {"resolution": 16, "max_train_steps": 3000, "learning_rate": 1e-3}
+    defaults = {"max_train_steps": 3000, "learning_rate": 1e-3}
     model_card_template = "ncsn.md"
     ema_model = "unet"
     loss_label = "DSM loss, λ(σ) = σ² (per image)"
     tags = ("ncsn", "score-based", "langevin-dynamics", "unconditional-image-generation")
+
+    def configure(self, resolution, num_channels, model_args):
+        configure_unet(model_args, resolution)
 
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
         args = context.model_args

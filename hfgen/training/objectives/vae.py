@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hfgen.models.vae import LIKELIHOODS
-from hfgen.training.objectives.autoencoder import AutoencoderArguments, _build
+from hfgen.training.objectives.autoencoder import AutoencoderArguments, _build, configure_conv
 from hfgen.training.objectives.base import Objective, TrainingContext
 
 
@@ -38,11 +38,14 @@ class VAEObjective(Objective):
 
     name = "vae"
     arguments_class = VAEArguments
-    defaults = {"resolution": 16, "max_train_steps": 3000, "learning_rate": 1e-3}
+    defaults = {"max_train_steps": 3000, "learning_rate": 1e-3}
     model_card_template = "vae.md"
     ema_model = "vae"
     loss_label = "nats per image"
     tags = ("vae", "variational-autoencoder", "unconditional-image-generation")
+
+    def configure(self, resolution, num_channels, model_args):
+        configure_conv(model_args, resolution)
 
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
         from hfgen.models.vae import VAEModel
