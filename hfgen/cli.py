@@ -158,12 +158,17 @@ def _sample(argv: list[str]) -> None:
 def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", help="A trained output folder (or a Hub repo id).")
     parser.add_argument(
-        "--reference", default="digits", help="'digits' (held-out test split) or a folder/.npy of real images."
+        "--reference",
+        default="auto",
+        help="'auto' (the held-out part of the data the folder was trained on: the digits' test split, MNIST's "
+        "2,000, CIFAR-10's 1,000, CelebA's 1,000 or --held_out_size), 'digits' or a folder/.npy of real images "
+        "(cut in two halves).",
     )
     parser.add_argument(
         "--features",
-        default="digits",
-        help="'digits' (the shipped digits classifier), 'clip:PATH' (a local CLIP model folder) or "
+        default="auto",
+        help="'auto' (the extractor of the training data: digits, mnist, cifar10 or celeba; else by shape), "
+        "'digits', 'mnist', 'cifar10', 'celeba' (shipped classifiers), 'clip:PATH' (a local CLIP model folder) or "
         "'inception:PATH' (pytorch-fid weights converted to .safetensors).",
     )
     parser.add_argument("--batch_size", type=int, default=250, help="Images per network batch.")
@@ -249,11 +254,22 @@ def _explore(argv: list[str]) -> None:
     parser.add_argument("--figures_dir", default=None, help="Where to write the PNGs. Default: OUTPUT_DIR/figures.")
     parser.add_argument(
         "--dataset",
-        default="digits",
-        help="Held-out images: 'digits' (test split) or a folder/.npy/save_to_disk path.",
+        default="auto",
+        help="Held-out images: 'auto' (the held-out part of the training data, with its labels: digit classes or "
+        "--attribute labels), 'digits' (test split) or a folder/.npy/save_to_disk path.",
     )
-    parser.add_argument("--source_class", type=int, default=1, help="Attribute vector: the class it starts from.")
-    parser.add_argument("--target_class", type=int, default=7, help="Attribute vector: the class it points to.")
+    parser.add_argument(
+        "--source_class",
+        type=int,
+        default=None,
+        help="Attribute vector: the label it starts from. Default: 1 for digits, 0 for 0/1 attribute labels.",
+    )
+    parser.add_argument(
+        "--target_class",
+        type=int,
+        default=None,
+        help="Attribute vector: the label it points to. Default: 7 for digits, 1 for 0/1 attribute labels.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the prior samples.")
     args = parser.parse_args(argv)
     paths = explore(

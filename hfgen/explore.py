@@ -32,18 +32,40 @@ def _is_vae(pipeline) -> bool:
     return callable(getattr(pipeline, "negative_elbo", None))
 
 
-def load_held_out_images(pipeline, dataset: str = "digits") -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_held_out_images(
+    pipeline, dataset="digits", max_images: int = 2000
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Held-out images for the figures, preprocessed to the model's size: ``(images in [-1, 1], labels or None)``.
 
-    ``"digits"`` gives the 360-image test split with labels; a path (image folder, ``.npy``, ``save_to_disk``) gives
-    its images, with labels when it has a ``label`` column.
+    ``"digits"`` gives the 360-image test split with labels; a dict of training data arguments
+    (`hfgen.metrics.image_quality.training_data_spec`) gives the held-out part of that data (all of it when it has
+    none) with its labels (class labels, or the 0/1 ``--attribute`` labels); a path (image folder, ``.npy``,
+    ``save_to_disk``) gives its images, with labels when it has them. At most ``max_images`` (the first ones).
 
     Raises:
         DatasetError: for a missing or unreadable data set.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset
+    from hfgen.data.images import images_to_tensor, load_image_dataset, open_image_source
 
     config = pipeline.model.config
+    if isinstance(dataset, dict):
+        spec = dict(dataset)
+        center_crop = spec.pop("center_crop", True)
+        if not spec.get("train_data_dir") and spec.get("dataset_name") in (None, "digits"):
+            return load_held_out_images(pipeline, "digits", max_images)
+        try:
+            source = open_image_source(split="test", **spec)
+        except DatasetError as err:
+            if "no held-out part" not in str(err):
+                raise
+            source = open_image_source(split="all", **spec)
+        return images_to_tensor(
+            source,
+            resolution=config.sample_size,
+            num_channels=config.in_channels,
+            center_crop=True if center_crop is None else center_crop,
+            max_samples=max_images,
+        )
     if dataset == "digits":
         data = load_image_dataset("digits", split="test")
     elif os.path.exists(dataset):
@@ -255,9 +277,11 @@ def plot_attribute_vector(
     target_class: int = 7,
     num_rows: int = 4,
     alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+    class_names: dict | None = None,
 ) -> str:
     """Add v = mean code(``target_class``) - mean code(``source_class``) with increasing α to ``num_rows``
-    held-out images of ``source_class``. Returns ``path``.
+    held-out images of ``source_class``. ``class_names`` maps labels to names for the title (e.g.
+    ``{0: "not Smiling", 1: "Smiling"}``). Returns ``path``.
 
     Raises:
         DatasetError: without labels, or when a class has no held-out image.
@@ -272,6 +296,7 @@ def plot_attribute_vector(
     if len(with_target) == 0 or len(with_source) == 0:
         raise DatasetError(f"no held-out images of class {target_class if len(with_target) == 0 else source_class}")
     vector = pipeline.attribute_vector(with_target, with_source)
+    names = class_names or {}
     rows = [
         pipeline.apply_attribute(image, vector, alphas=alphas, output_type="pt").images.cpu()
         for image in with_source[:num_rows]
@@ -280,7 +305,8 @@ def plot_attribute_vector(
         torch.cat(rows),
         len(alphas),
         path,
-        title=f"z + α·v, v = mean code of '{target_class}' − mean code of '{source_class}'",
+        title=f"z + α·v, v = mean code of '{names.get(target_class, target_class)}' − mean code of "
+        f"'{names.get(source_class, source_class)}'",
         col_labels=[f"α={a:g}" for a in alphas],
     )
 
@@ -288,9 +314,9 @@ def plot_attribute_vector(
 def explore(
     output_dir: str,
     figures_dir: str | None = None,
-    dataset: str = "digits",
-    source_class: int = 1,
-    target_class: int = 7,
+    dataset: str = "auto",
+    source_class: int | None = None,
+    target_class: int | None = None,
     seed: int = 0,
 ) -> dict[str, str]:
     """Write every latent-space figure of a trained autoencoder or VAE folder.
@@ -298,8 +324,11 @@ def explore(
     Args:
         output_dir (`str`): a trained ``vae`` or ``autoencoder`` folder (or a Hub repo id).
         figures_dir (`str`, *optional*): where to write; default ``OUTPUT_DIR/figures``.
-        dataset (`str`): held-out images: ``"digits"`` (test split) or a path.
-        source_class, target_class (`int`): the classes of the attribute vector (and of the morphing row).
+        dataset (`str`): held-out images: ``"auto"`` (the held-out part of the data in the folder's
+            ``training_args.json``, with its class or ``--attribute`` labels; the digits without it), ``"digits"``
+            (test split) or a path.
+        source_class, target_class (`int`, *optional*): the labels of the attribute vector (and of the morphing
+            row); default 1 -> 7 for digit classes, 0 -> 1 for 0/1 attribute labels (e.g. not smiling -> smiling).
         seed (`int`): seed of the prior samples.
 
     Returns:
@@ -321,7 +350,18 @@ def explore(
         if not os.path.isdir(output_dir):
             raise HfgenError(f"{output_dir} is not a local folder; pass figures_dir to say where to write")
         figures_dir = os.path.join(output_dir, "figures")
+    if dataset == "auto":
+        from hfgen.metrics.image_quality import training_data_spec
+
+        dataset = (training_data_spec(output_dir) if os.path.isdir(output_dir) else None) or "digits"
+    attribute = dataset.get("attribute") if isinstance(dataset, dict) else None
+    class_names = {0: f"not {attribute}", 1: attribute} if attribute else None
     images, labels = load_held_out_images(pipeline, dataset)
+    binary = labels is not None and set(labels.unique().tolist()) <= {0, 1}
+    if source_class is None:
+        source_class = 0 if binary else 1
+    if target_class is None:
+        target_class = 1 if binary else 7
     if len(images) < 2:
         raise DatasetError(f"the held-out data has {len(images)} image(s); at least 2 are needed")
     paths = {
@@ -338,6 +378,12 @@ def explore(
     paths["morphing"] = plot_morphing(pipeline, images, os.path.join(figures_dir, "morphing.png"), index_a, index_b)
     if labels is not None:
         paths["attribute_vector"] = plot_attribute_vector(
-            pipeline, images, labels, os.path.join(figures_dir, "attribute_vector.png"), source_class, target_class
+            pipeline,
+            images,
+            labels,
+            os.path.join(figures_dir, "attribute_vector.png"),
+            source_class,
+            target_class,
+            class_names=class_names,
         )
     return paths

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from hfgen.errors import HfgenError
+from hfgen.errors import DatasetError, HfgenError
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -76,19 +76,25 @@ def extract_features(
         images (`torch.Tensor` of shape `(N, C, H, W)`): floats in [0, 1].
 
     Returns:
-        ``(features (N, num_features) float64, logits (N, 10) or None)`` — logits when the extractor classifies.
+        ``(features (N, num_features) float64, logits (N, K) float64 or None)`` — class logits only when the extractor
+        classifies into mutually exclusive classes (it has ``features_and_logits`` and its ``logits_kind`` is
+        ``"classes"``, the default when the attribute is absent); None for plain feature modules and for
+        independent attribute logits (``logits_kind == "attributes"``, e.g. the ``celeba`` extractor), which
+        `classifier_scores` must not softmax.
     """
     features, logits = [], []
     has_logits = hasattr(extractor, "features_and_logits")
+    keep_logits = has_logits and getattr(extractor, "logits_kind", "classes") == "classes"
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         if has_logits:
             f, lg = extractor.features_and_logits(batch)
-            logits.append(lg.double())
+            if keep_logits:
+                logits.append(lg.double())
         else:
             f = extractor(batch)
         features.append(f.double())
-    return torch.cat(features), (torch.cat(logits) if has_logits else None)
+    return torch.cat(features), (torch.cat(logits) if keep_logits else None)
 
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -160,13 +166,20 @@ def precision_recall_density_coverage(real: torch.Tensor, fake: torch.Tensor, ne
 
 
 def classifier_scores(logits: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> dict:
-    """Scores from classifier logits ``(N, K)``.
+    """Scores from class logits ``(N, K)`` over K mutually exclusive classes (softmax), such as the digits, MNIST or
+    CIFAR-10 classifiers' (`extract_features` returns None instead of multi-label attribute logits, whose classes are
+    not exclusive).
 
     Returns:
         ``confident_share``: share of images whose top softmax probability is >= ``threshold``;
         ``class_entropy_bits``: entropy of the predicted-class histogram in bits (log2 K when all classes are equally
         present, 0 under total mode collapse); ``classes_covered``: classes predicted for at least one image.
+
+    Raises:
+        ValueError: for logits that are not 2-D.
     """
+    if logits.ndim != 2:
+        raise ValueError(f"expected class logits of shape (N, K), got {tuple(logits.shape)}")
     probabilities = logits.softmax(dim=1)
     predicted = probabilities.argmax(dim=1)
     histogram = torch.bincount(predicted, minlength=logits.shape[1]).double() / len(predicted)
@@ -218,20 +231,77 @@ class ReferenceSets:
     name: str
 
 
-def load_reference_sets(reference: str, resolution: int, num_channels: int, seed: int = 0) -> ReferenceSets:
+DATA_KEYS = ("dataset_name", "train_data_dir", "held_out_size", "attribute_file", "attribute", "center_crop")
+FLOOR_POOL_SIZE = 2000  # the floor draws from a fixed random subset of at most this many train-part images
+
+
+def training_data_spec(output_dir: str) -> dict | None:
+    """The data arguments a trained folder was trained on (from its ``training_args.json``), or None.
+
+    Returns:
+        dict with the `DATA_KEYS` (``dataset_name``, ``train_data_dir``, ``held_out_size``, ``attribute_file``,
+        ``attribute``, ``center_crop``), or None for a folder without ``training_args.json`` (e.g. a Hub repo id).
+    """
+    import json
+    import os
+
+    path = os.path.join(output_dir, "training_args.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        args = json.load(handle)
+    return {key: args.get(key) for key in DATA_KEYS}
+
+
+def resolve_features(features: str, data_spec: dict | None, num_channels: int, resolution: int) -> str:
+    """The feature extractor for ``features="auto"`` (any other value is returned as it is).
+
+    The rule (documented in the README): the digits -> ``digits``; a recognised data set (`hfgen.data.splits`: a path
+    containing ``mnist``, ``cifar`` or ``celeba``) -> its own extractor; otherwise by the generated images' shape:
+    1 channel -> ``mnist``, 3 channels up to 32 pixels -> ``cifar10``, larger RGB -> ``celeba``.
+    """
+    from hfgen.data.splits import recognise_dataset
+
+    if features != "auto":
+        return features
+    if data_spec is not None:
+        if not data_spec.get("train_data_dir") and data_spec.get("dataset_name") in (None, "digits"):
+            return "digits"
+        known = recognise_dataset(data_spec.get("train_data_dir") or data_spec.get("dataset_name"))
+        if known is not None:
+            return known.features
+    if num_channels == 1:
+        return "mnist"
+    return "cifar10" if resolution <= 32 else "celeba"
+
+
+def load_reference_sets(
+    reference, resolution: int, num_channels: int, seed: int = 0, center_crop: bool = True
+) -> ReferenceSets:
     """Real images preprocessed exactly as training images are, at the generated images' size and channels.
 
-    ``"digits"``: reference = the held-out test split (360 images), floor = the train split (1,437). A path (image
-    folder, ``.npy`` or ``save_to_disk`` folder): its images shuffled with ``seed`` and cut in two halves.
+    Args:
+        reference: ``"digits"``: reference = the held-out test split (360 images), floor = the train split (1,437).
+            A dict of training data arguments (`training_data_spec`): reference = the held-out part of that data
+            (MNIST 2,000, CIFAR-10 1,000, CelebA 1,000, or ``--held_out_size``), floor = a fixed random subset of at
+            most 2,000 train-part images; data without a held-out part is cut into two random halves. A path (image
+            folder, ``.npy`` or ``save_to_disk`` folder): its images shuffled with ``seed`` and cut in two halves.
+        resolution (`int`), num_channels (`int`): the generated images' size.
+        seed (`int`): the halves' and the floor subset's shuffle.
+        center_crop (`bool`): as in training (for a path reference).
 
     Raises:
         DatasetError: for an unreadable reference. NotEnoughSamplesError: for a reference of fewer than 4 images.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset
+    from hfgen.data.images import ImageDecoder, decode_images, load_image_dataset, open_image_source
 
-    def tensor(dataset):
-        images, _ = images_to_tensor(dataset, resolution=resolution, num_channels=num_channels)
-        return (images + 1) / 2
+    def tensor(source, crop=center_crop):
+        if not hasattr(source, "native_size"):
+            from hfgen.data.images import ImageSource
+
+            source = ImageSource.from_dataset(source)
+        images, _ = decode_images(ImageDecoder(source, resolution, num_channels, crop))
+        return images.float() / 255.0
 
     if reference == "digits":
         return ReferenceSets(
@@ -239,20 +309,47 @@ def load_reference_sets(reference: str, resolution: int, num_channels: int, seed
             floor=tensor(load_image_dataset("digits", split="train")),
             name="digits (held-out test split; floor: train split)",
         )
-    images = tensor(load_image_dataset(train_data_dir=reference))
+    if isinstance(reference, dict):
+        spec = {k: reference.get(k) for k in DATA_KEYS}
+        crop = spec.pop("center_crop")
+        crop = center_crop if crop is None else crop
+        if not spec.get("train_data_dir") and spec.get("dataset_name") in (None, "digits"):
+            return load_reference_sets("digits", resolution, num_channels, seed)
+        label = spec.get("train_data_dir") or spec.get("dataset_name")
+        try:
+            held_out = open_image_source(split="test", **spec)
+        except DatasetError as err:
+            if "no held-out part" not in str(err):
+                raise
+            held_out = None
+        if held_out is not None:
+            train = open_image_source(split="train", **spec)
+            pool = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:FLOOR_POOL_SIZE]
+            return ReferenceSets(
+                reference=tensor(held_out, crop),
+                floor=tensor(train.select(pool.sort().values.numpy()), crop),
+                name=f"{label} (held-out part, {len(held_out)} images; floor: train part)",
+            )
+        images = tensor(open_image_source(split="all", **spec), crop)
+        name = f"{label} (two random halves: the data has no held-out part)"
+    else:
+        images = tensor(load_image_dataset(train_data_dir=reference))
+        name = f"{reference} (two random halves)"
     if len(images) < 4:
-        raise NotEnoughSamplesError(f"the reference {reference} holds {len(images)} images; at least 4 are needed")
+        raise NotEnoughSamplesError(f"the reference {name} holds {len(images)} images; at least 4 are needed")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     half = len(images) // 2
-    return ReferenceSets(images[order[:half]], images[order[half:]], name=f"{reference} (two random halves)")
+    return ReferenceSets(images[order[:half]], images[order[half:]], name=name)
 
 
 class MetricScorer:
     """Scores sets of generated images against one reference: reference features and floors computed once.
 
     Args:
-        reference (`str` or `ReferenceSets`): ``"digits"`` or a path (see `load_reference_sets`).
-        features (`str` or `nn.Module`): ``"digits"``, ``"clip:PATH"`` or a feature module.
+        reference (`str`, `dict` or `ReferenceSets`): ``"digits"``, training data arguments or a path (see
+            `load_reference_sets`).
+        features (`str` or `nn.Module`): ``"digits"``, ``"mnist"``, ``"cifar10"``, ``"celeba"``, ``"clip:PATH"``,
+            ``"inception:PATH"`` or a feature module (``"auto"`` must be resolved first: `resolve_features`).
         resolution (`int`), num_channels (`int`): size of the generated images (real images are preprocessed to it).
         seed (`int`): seeds KID's subsets and the floor's subsample.
     """

@@ -182,8 +182,17 @@ class TrainingArguments:
         metadata={"help": "Every N steps compute FID/KID on --eval_num_images samples and log them (main process)."},
     )
     eval_num_images: int = field(default=256, metadata={"help": "Samples per evaluation (FID needs > 64)."})
-    eval_reference: str = field(default="digits", metadata={"help": "'digits' or a folder/.npy of real images."})
-    eval_features: str = field(default="digits", metadata={"help": "'digits', 'clip:PATH' or 'inception:PATH'."})
+    eval_reference: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto' (the held-out part of the training data; the digits' test split), 'digits' or a "
+            "folder/.npy of real images."
+        },
+    )
+    eval_features: str = field(
+        default="auto",
+        metadata={"help": "'auto' (by the training data), 'digits', 'mnist', 'cifar10', 'celeba', 'clip:PATH', ..."},
+    )
     save_best: bool = field(
         default=False,
         metadata={"help": "With --eval_steps: keep the pipeline with the lowest FID in OUTPUT_DIR/best."},

@@ -528,9 +528,12 @@ class _Trainer:
             generator = torch.Generator().manual_seed(derived_seed(args.seed, "eval"))
             images = self.objective.sample_images(pipeline, args.eval_num_images, generator)
             if self.scorer is None:
-                self.scorer = MetricScorer(
-                    args.eval_reference, args.eval_features, images.shape[-1], images.shape[1], seed=args.seed
-                )
+                from hfgen.metrics.image_quality import DATA_KEYS, resolve_features
+
+                spec = {key: getattr(self.data_args, key) for key in DATA_KEYS}
+                reference = spec if args.eval_reference == "auto" else args.eval_reference
+                features = resolve_features(args.eval_features, spec, images.shape[1], images.shape[-1])
+                self.scorer = MetricScorer(reference, features, images.shape[-1], images.shape[1], seed=args.seed)
             metrics = self.scorer.score(images)
             improved = metrics["fid"] < self.best_fid
             if args.save_best and improved:
@@ -582,7 +585,7 @@ class _Trainer:
             plot_loss_curves(
                 {"FID": self.eval_history["fid"]},
                 os.path.join(self.output_dir, "fid.png"),
-                title=f"FID during training ({self.args.eval_features} features)",
+                title=f"FID during training ({self.scorer.features_name} features)",
                 ylabel="FID",
             )
         write_model_card(
