@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -648,11 +649,13 @@ def decode_images(
 
     source = decoder.source
     count = len(source)
-    if decoder.direct:
-        chunks = [
-            decoder.decode_batch(range(start, min(start + chunk_size, count))) for start in range(0, count, chunk_size)
-        ]
-        images = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+    if decoder.direct:  # one preallocated uint8 tensor filled chunk by chunk: memory = the uint8 size, no more
+        images = torch.empty((count, decoder.num_channels, decoder.resolution, decoder.resolution), dtype=torch.uint8)
+        for start in range(0, count, chunk_size):  # copied straight from the (memory-mapped) array: no temporaries
+            with warnings.catch_warnings():  # a read-only memory map: the tensor is only read from
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                chunk = torch.from_numpy(np.asarray(source.array[start : start + chunk_size]))
+            images[start : start + len(chunk)].copy_(chunk[:, None] if chunk.ndim == 3 else chunk.permute(0, 3, 1, 2))
         labels = torch.from_numpy(np.asarray(source.labels)) if source.labels is not None else None
         return images, labels
     images = torch.empty((count, decoder.num_channels, decoder.resolution, decoder.resolution), dtype=torch.uint8)

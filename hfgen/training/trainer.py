@@ -89,12 +89,15 @@ class TrainingResult:
         global_step (`int`): optimiser steps done.
         loss_history (`dict`): series name -> list of ``(step, value)``.
         train_seconds (`float`): wall-clock seconds of this run's loop.
+        step_seconds (`list[float]`): wall-clock seconds of each optimiser step of this run (data, forward, backward,
+            update, EMA), without sample grids, evaluations and checkpoints.
     """
 
     output_dir: str
     global_step: int
     loss_history: dict = field(default_factory=dict)
     train_seconds: float = 0.0
+    step_seconds: list = field(default_factory=list)
 
 
 def parse_train_kwargs(objective: Objective, kwargs: dict):
@@ -704,7 +707,9 @@ class _Trainer:
         start = time.perf_counter()
         for model in models.values():
             model.train()
+        step_seconds = []
         while global_step < args.max_train_steps:
+            step_start = time.perf_counter()
             context.global_step = global_step
             losses: dict[str, list[float]] = {}
             logs_sum: dict[str, list[float]] = {}
@@ -753,6 +758,7 @@ class _Trainer:
             if self.ema is not None:
                 self.ema.step(models[self.objective.ema_model].parameters())
             global_step += 1
+            step_seconds.append(time.perf_counter() - step_start)
             step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
             accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
             for key, value in {**step_losses, **accumulated}.items():
@@ -788,4 +794,4 @@ class _Trainer:
             accelerator.print(f"Saved the trained pipeline to {self.output_dir} ({seconds:.0f} s of training).")
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return TrainingResult(self.output_dir, global_step, self.history, seconds)
+        return TrainingResult(self.output_dir, global_step, self.history, seconds, step_seconds)
