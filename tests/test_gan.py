@@ -62,7 +62,7 @@ EXPECTED_DEFAULTS = {
     "wgan-gp": {"gan_loss": "wgan-gp", "learning_rate": 1e-4, "adam_beta1": 0.0, "adam_beta2": 0.9, "n_critic": 5,
                 "critic_batch_norm": False},
 }  # fmt: skip
-COMMON_DEFAULTS = {"lr_scheduler": "constant", "lr_warmup_steps": 0, "max_grad_norm": 0.0, "resolution": 16}
+COMMON_DEFAULTS = {"lr_scheduler": "constant", "lr_warmup_steps": 0, "max_grad_norm": 0.0}
 
 
 def build(name: str, seed: int = 0, **flags):
@@ -630,8 +630,8 @@ def test_logged_series(tmp_path, name):
 # ------------------------------------------------------------------------------------------- the networks
 
 
-@pytest.mark.parametrize("size", [8, 16, 32])
-def test_generator_and_discriminator_shapes(size):
+@pytest.mark.parametrize("size, base", [(8, 4), (16, 4), (28, 7), (32, 4), (12, 6)])
+def test_generator_and_discriminator_shapes(size, base):
     torch.manual_seed(0)
     generator = DCGANGenerator(sample_size=size, out_channels=3, latent_dim=8, base_channels=8)
     images = generator(torch.randn(5, 8)).sample
@@ -640,16 +640,17 @@ def test_generator_and_discriminator_shapes(size):
     for batch_norm in (True, False):
         critic = DCGANDiscriminator(sample_size=size, in_channels=3, base_channels=8, use_batch_norm=batch_norm)
         assert critic(images).shape == (5,)
-    # transposed convolutions: the generator doubles the size per level
-    levels = int(math.log2(size // 4))
-    assert sum(isinstance(m, nn.ConvTranspose2d) for m in generator.modules()) == levels + 1
+    # transposed convolutions: the generator projects z to base x base, then doubles the size per level
+    levels = int(math.log2(size // base))
+    convs = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(convs) == levels + 1 and convs[0].kernel_size == (base, base)
     with pytest.raises(ValueError, match="latent"):
         generator(torch.randn(5, 9))
 
 
-@pytest.mark.parametrize("size", [12, 4, 24, 0])
+@pytest.mark.parametrize("size", [4, 30, 36, 18, 0])
 def test_unsupported_sample_sizes_are_refused(size):
-    with pytest.raises(ValueError, match="sample_size"):
+    with pytest.raises(ValueError, match="sample_size.*valid resolutions: 8, 12, 16, 20, 24, 28, 32"):
         DCGANGenerator(sample_size=size)
     with pytest.raises(ValueError, match="sample_size"):
         DCGANDiscriminator(sample_size=size)
@@ -657,7 +658,7 @@ def test_unsupported_sample_sizes_are_refused(size):
 
 def test_a_bad_resolution_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="--resolution"):
-        hfgen.train("dcgan", output_dir=str(tmp_path / "r"), max_train_steps=1, resolution=12, **TINY)
+        hfgen.train("dcgan", output_dir=str(tmp_path / "r"), max_train_steps=1, resolution=30, **TINY)
 
 
 def test_dcgan_initialisation():

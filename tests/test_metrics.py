@@ -80,7 +80,7 @@ def test_corrupt_classifier_weights_give_a_clear_error(tmp_path):
 
 
 def test_unknown_features_are_named():
-    with pytest.raises(UnknownNameError, match="'digits', 'clip:PATH'"):
+    with pytest.raises(UnknownNameError, match="'digits', 'mnist', 'cifar10', 'celeba'.*'clip:PATH'"):
         load_feature_extractor("nope")
 
 

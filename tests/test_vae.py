@@ -272,7 +272,7 @@ def test_invalid_model_settings_are_refused():
         VAEModel(beta=-1.0)
     with pytest.raises(ValueError, match="observation_std"):
         VAEModel(observation_std=0.0)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="valid resolutions are multiples of 8: 8, 16, 24, 32"):
         AutoencoderModel(sample_size=12, block_out_channels=(8, 16, 32))
 
 

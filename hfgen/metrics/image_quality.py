@@ -359,7 +359,7 @@ class MetricScorer:
 
         self.features_name = features if isinstance(features, str) else type(features).__name__
         self.extractor = load_feature_extractor(features) if isinstance(features, str) else features
-        if isinstance(reference, str):
+        if isinstance(reference, (str, dict)):
             reference = load_reference_sets(reference, resolution, num_channels, seed=seed)
         self.sets = reference
         self.seed = seed
