@@ -3,7 +3,8 @@
 Public API:
     - `train(model, **flags)`: the one training loop (`hfgen train MODEL` in Python).
     - `load_pipeline(path_or_repo_id)`: the right pipeline for any hfgen output folder.
-    - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets.
+    - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets;
+      `open_image_source(...)`: the same with fixed train/held-out parts and attribute labels, decoded on demand.
     - `make_scheduler(name, config)`, `UnconditionalDiffusionPipeline`: sample with any diffusers scheduler.
     - models and pipelines of hfgen's own families: `VAEModel` + `VAEPipeline`, `AutoencoderModel` +
       `AutoencoderPipeline`, `DCGANGenerator` + `DCGANDiscriminator` + `GANPipeline`, `RealNVPModel` +
@@ -12,7 +13,7 @@ Public API:
 
 __version__ = "0.1.0"
 
-from hfgen.data.images import load_image_dataset  # noqa: E402
+from hfgen.data.images import load_image_dataset, open_image_source  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
 from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel  # noqa: E402
 from hfgen.pipelines import (  # noqa: E402
@@ -50,5 +51,6 @@ __all__ = [
     "load_image_dataset",
     "load_pipeline",
     "make_scheduler",
+    "open_image_source",
     "train",
 ]

@@ -138,11 +138,21 @@ def write_model_card(objective, context, output_dir: str, step: int, train_secon
         training_command=training_command(objective.name, data_args, args, context.model_args),
         versions=_versions(),
         num_processes=context.num_processes,
+        label_source=context.label_source,
+        held_out_size=_held_out_size(data_args),
     )
     card = render_model_card(objective.model_card_template, card_data, **variables)
     path = os.path.join(output_dir, "README.md")
     card.save(path)
     return path
+
+
+def _held_out_size(data_args) -> int:
+    from hfgen.data.images import resolve_held_out_size
+
+    if data_args.train_data_dir is None and data_args.dataset_name in (None, "digits"):
+        return 360  # the digits' fixed test split
+    return resolve_held_out_size(data_args.dataset_name, data_args.train_data_dir, data_args.held_out_size)
 
 
 def push_to_hub(output_dir: str, repo_id: str, token: str | None = None, private: bool = False) -> str:
