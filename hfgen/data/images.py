@@ -271,14 +271,22 @@ class ImageSource:
     dataset: object | None = None
     labels: np.ndarray | None = None
     label_source: str | None = None
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
+        if self.rows is not None:
+            return len(self.rows)
         return len(self.array) if self.array is not None else len(self.dataset)
+
+    def array_rows(self, indices) -> np.ndarray:
+        """The rows of ``array`` holding images ``indices`` (a `select`ed array source keeps the memory map)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return indices if self.rows is None else self.rows[indices]
 
     def image(self, index: int) -> Image.Image:
         """The image at ``index`` as a PIL image (raises whatever PIL raises for an unreadable file)."""
         if self.array is not None:
-            return _array_image(self.array[int(index)])
+            return _array_image(self.array[int(self.array_rows([index])[0])])
         return _open_image(self.dataset[int(index)]["image"])
 
     def describe(self, index: int) -> str:
@@ -294,10 +302,11 @@ class ImageSource:
         indices = np.asarray(indices, dtype=np.int64)
         return ImageSource(
             name=self.name,
-            array=self.array[indices] if self.array is not None else None,
+            array=self.array,  # a memory-mapped array stays on disk: only the row numbers are kept
             dataset=self.dataset.select(indices.tolist()) if self.dataset is not None else None,
             labels=self.labels[indices] if self.labels is not None else None,
             label_source=self.label_source,
+            rows=self.array_rows(indices) if self.array is not None else None,
         )
 
     def native_size(self) -> tuple[int, int, int]:
@@ -551,8 +560,10 @@ def preprocess_image_uint8(
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         box = (left, top, left + side, top + side)
-    if (width, height) != (resolution, resolution):
-        image = image.resize((resolution, resolution), Image.BILINEAR, box=box)
+    if box is not None:  # crop first: resize(box=...) would let the filter read pixels outside the box
+        image = image.crop(box)
+    if image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), Image.BILINEAR)
     array = np.array(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
@@ -613,7 +624,7 @@ class ImageDecoder(torch.utils.data.Dataset):
     def decode(self, index: int) -> torch.Tensor:
         """Image ``index`` as uint8 ``(C, resolution, resolution)``; DatasetError naming the file when unreadable."""
         if self.direct:
-            item = np.asarray(self.source.array[int(index)])
+            item = np.asarray(self.source.array[int(self.source.array_rows([index])[0])])
             item = item[None] if item.ndim == 2 else item.transpose(2, 0, 1)
             return torch.from_numpy(np.ascontiguousarray(item))
         try:
@@ -625,11 +636,35 @@ class ImageDecoder(torch.utils.data.Dataset):
     def decode_batch(self, indices) -> torch.Tensor:
         """Images ``indices`` as uint8 ``(B, C, resolution, resolution)`` (one vectorised copy on the fast path)."""
         if self.direct:
-            order = np.asarray(indices, dtype=np.int64)
+            order = self.source.array_rows(indices)
             batch = np.asarray(self.source.array[np.sort(order)])[np.argsort(np.argsort(order))]
             batch = batch[:, None] if batch.ndim == 3 else batch.transpose(0, 3, 1, 2)
             return torch.from_numpy(np.ascontiguousarray(batch))
         return torch.stack([self.decode(i) for i in indices])
+
+
+def readable_images(source: ImageSource) -> ImageSource:
+    """``source`` without the files whose header PIL cannot identify (skipped with a warning naming each), for
+    decoding later (lazy loading); a header check, not a full decode. Array sources are returned as they are.
+
+    Raises:
+        DatasetError: when no image is readable.
+    """
+    if source.dataset is None:
+        return source
+    keep, skipped = [], []
+    for index, value in enumerate(source.dataset["image"]):
+        try:
+            if isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
+                with Image.open(value["path"]):
+                    pass
+            keep.append(index)
+        except Exception as err:
+            skipped.append(source.describe(index))
+            logger.warning("skipping unreadable image %s (%s)", skipped[-1], err)
+    if not keep:
+        raise DatasetError(f"none of the {len(skipped)} images could be read (first: {skipped[:1]})")
+    return source if not skipped else source.select(keep)
 
 
 def decode_images(
@@ -654,7 +689,11 @@ def decode_images(
         for start in range(0, count, chunk_size):  # copied straight from the (memory-mapped) array: no temporaries
             with warnings.catch_warnings():  # a read-only memory map: the tensor is only read from
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                chunk = torch.from_numpy(np.asarray(source.array[start : start + chunk_size]))
+                if source.rows is None:  # a view of the memory map
+                    part = source.array[start : start + chunk_size]
+                else:  # rows are sorted (a split): a gathered copy of one chunk
+                    part = source.array[source.rows[start : start + chunk_size]]
+                chunk = torch.from_numpy(np.asarray(part))
             images[start : start + len(chunk)].copy_(chunk[:, None] if chunk.ndim == 3 else chunk.permute(0, 3, 1, 2))
         labels = torch.from_numpy(np.asarray(source.labels)) if source.labels is not None else None
         return images, labels

@@ -223,7 +223,14 @@ class _Trainer:
     def _load_data(self):
         """Open the training images, fix resolution and channels, let the objective check them, then hold the
         images in memory as uint8 ``(N, C, H, W)`` or (``--lazy_loading``) decode them per batch with a DataLoader."""
-        from hfgen.data.images import DIGITS_RESOLUTION, ImageDecoder, decode_images, open_image_source
+        from hfgen.data.images import (
+            DIGITS_RESOLUTION,
+            ImageDecoder,
+            decode_images,
+            open_image_source,
+            readable_images,
+            resolve_held_out_size,
+        )
 
         data = self.data_args
         with self.accelerator.main_process_first():
@@ -238,6 +245,7 @@ class _Trainer:
                 attribute_file=data.attribute_file,
                 attribute=data.attribute,
             )
+            data.held_out_size = resolve_held_out_size(data.dataset_name, data.train_data_dir, data.held_out_size)
             if data.max_train_samples is not None and data.max_train_samples < len(source):
                 source = source.select(range(data.max_train_samples))
             channels, height, width = source.native_size()
@@ -251,7 +259,9 @@ class _Trainer:
             self.lazy = (
                 data.lazy_loading if data.lazy_loading is not None else pixels > LAZY_LOADING_THRESHOLD_GB * 1e9
             )
-            if self.lazy:
+            if self.lazy:  # unreadable files are skipped now (a header check), as the in-memory store skips them
+                source = readable_images(source)
+                decoder = ImageDecoder(source, data.resolution, data.num_channels, data.center_crop)
                 self.images, labels = None, source.labels
             else:
                 self.images, labels = decode_images(decoder, show_progress=self.accelerator.is_main_process)
@@ -300,9 +310,23 @@ class _Trainer:
         from hfgen.data.images import uint8_to_float
 
         if self._loader_next != micro_index:  # first batch, or a jump (resume): restart the loader there
+            self._close_loader()
             self._loader_iterator = iter(self._make_loader(micro_index))
         self._loader_next = micro_index + 1
-        return uint8_to_float(next(self._loader_iterator)).to(self.accelerator.device)
+        try:
+            batch = next(self._loader_iterator)
+        except DatasetError as err:  # re-raised from a worker with its traceback in the message: keep one line
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            last = lines[-1].split("DatasetError: ", 1)[-1] if lines else str(err)
+            raise DatasetError(last) from None
+        return uint8_to_float(batch).to(self.accelerator.device)
+
+    def _close_loader(self):
+        """Stop the DataLoader's worker processes (lazy loading) and forget the iterator."""
+        iterator, self._loader_iterator, self._loader_next = self._loader_iterator, None, None
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
 
     def _make_loader(self, first_micro_index: int):
         """A `torch.utils.data.DataLoader` decoding the micro-batches ``first_micro_index, +1, ...`` in the seeded
@@ -606,6 +630,14 @@ class _Trainer:
 
     # -------------------------------------------------------------------- loop
     def run(self) -> TrainingResult:
+        """Train (see `train`); DataLoader workers of ``--lazy_loading`` are stopped however the run ends."""
+        self._loader_iterator = self._loader_next = None
+        try:
+            return self._run()
+        finally:
+            self._close_loader()
+
+    def _run(self) -> TrainingResult:
         from accelerate.utils import set_seed
         from diffusers.optimization import get_scheduler
         from tqdm.auto import tqdm
@@ -708,83 +740,85 @@ class _Trainer:
         for model in models.values():
             model.train()
         step_seconds = []
-        while global_step < args.max_train_steps:
-            step_start = time.perf_counter()
-            context.global_step = global_step
-            losses: dict[str, list[float]] = {}
-            logs_sum: dict[str, list[float]] = {}
-            grad_norms: dict[str, float] = {}
-            for position, update in enumerate(updates):
-                update_loss = torch.zeros((), device=accelerator.device)
-                for micro in range(accumulation):
-                    index = (global_step * len(updates) + position) * accumulation + micro
-                    images = self._batch(index)
-                    generator = self._noise_generator(index)
-                    if self.data_args.random_flip:
-                        from hfgen.data.images import random_hflip
+        with progress:  # closed (its line ended) however the loop ends: an error message starts a fresh line
+            while global_step < args.max_train_steps:
+                step_start = time.perf_counter()
+                context.global_step = global_step
+                losses: dict[str, list[float]] = {}
+                logs_sum: dict[str, list[float]] = {}
+                grad_norms: dict[str, float] = {}
+                for position, update in enumerate(updates):
+                    update_loss = torch.zeros((), device=accelerator.device)
+                    for micro in range(accumulation):
+                        index = (global_step * len(updates) + position) * accumulation + micro
+                        images = self._batch(index)
+                        generator = self._noise_generator(index)
+                        if self.data_args.random_flip:
+                            from hfgen.data.images import random_hflip
 
-                        images = random_hflip(images, generator)
-                    with contextlib.ExitStack() as stack:
-                        if micro < accumulation - 1:
-                            for m in models.values():
-                                stack.enter_context(accelerator.no_sync(m))
-                        with accelerator.autocast():
-                            loss, logs = self.objective.compute_loss(models, images, generator, phase=update.name)
-                        accelerator.backward(loss / accumulation)
-                    update_loss += loss.detach().float() / accumulation
-                    for key, value in logs.items():
-                        logs_sum.setdefault(key, []).append(float(value) / accumulation)
-                value = accelerator.gather(update_loss.reshape(1)).mean().item()
-                optimizer = optimizers[update.optimizer]
-                grad_norm = None
-                if math.isfinite(value) and args.max_grad_norm:
-                    params = [p for group in optimizer.param_groups for p in group["params"]]
-                    grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                    grad_norm = float(grad_norm) if grad_norm is not None else None
-                if not math.isfinite(value) or (grad_norm is not None and not math.isfinite(grad_norm)):
-                    label = "" if len(updates) == 1 else f"{update.name} "
-                    what = f"{label}loss {value}" if not math.isfinite(value) else f"{label}gradient norm {grad_norm}"
-                    progress.close()
-                    self._diverged(global_step, what, optimizers)
-                optimizer.step()
-                for each in optimizers:
-                    each.zero_grad(set_to_none=True)
-                self.objective.after_update(models, update.name)
-                losses.setdefault(self._loss_key(update), []).append(value)
-                if grad_norm is not None:
-                    grad_norms[update.name] = grad_norm
-            for scheduler in schedulers:
-                scheduler.step()
-            if self.ema is not None:
-                self.ema.step(models[self.objective.ema_model].parameters())
-            global_step += 1
-            step_seconds.append(time.perf_counter() - step_start)
-            step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
-            accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
-            for key, value in {**step_losses, **accumulated}.items():
-                self.history.setdefault(key, []).append((global_step, value))
-            lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
-            postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
-            progress.set_postfix(postfix, refresh=False)
-            progress.update(1)
-            if global_step % args.logging_steps == 0 and args.logger != "none":
-                scalars = {**step_losses, "lr": lr, **accumulated}
-                for name, norm in grad_norms.items():
-                    scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm
+                            images = random_hflip(images, generator)
+                        with contextlib.ExitStack() as stack:
+                            if micro < accumulation - 1:
+                                for m in models.values():
+                                    stack.enter_context(accelerator.no_sync(m))
+                            with accelerator.autocast():
+                                loss, logs = self.objective.compute_loss(models, images, generator, phase=update.name)
+                            accelerator.backward(loss / accumulation)
+                        update_loss += loss.detach().float() / accumulation
+                        for key, value in logs.items():
+                            logs_sum.setdefault(key, []).append(float(value) / accumulation)
+                    value = accelerator.gather(update_loss.reshape(1)).mean().item()
+                    optimizer = optimizers[update.optimizer]
+                    grad_norm = None
+                    if math.isfinite(value) and args.max_grad_norm:
+                        params = [p for group in optimizer.param_groups for p in group["params"]]
+                        grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                        grad_norm = float(grad_norm) if grad_norm is not None else None
+                    if not math.isfinite(value) or (grad_norm is not None and not math.isfinite(grad_norm)):
+                        label = "" if len(updates) == 1 else f"{update.name} "
+                        what = (
+                            f"{label}loss {value}" if not math.isfinite(value) else f"{label}gradient norm {grad_norm}"
+                        )
+                        progress.close()
+                        self._diverged(global_step, what, optimizers)
+                    optimizer.step()
+                    for each in optimizers:
+                        each.zero_grad(set_to_none=True)
+                    self.objective.after_update(models, update.name)
+                    losses.setdefault(self._loss_key(update), []).append(value)
+                    if grad_norm is not None:
+                        grad_norms[update.name] = grad_norm
+                for scheduler in schedulers:
+                    scheduler.step()
                 if self.ema is not None:
-                    scalars["ema_decay"] = self.ema.cur_decay_value
-                accelerator.log(scalars, step=global_step)
-            if accelerator.is_main_process and (
-                global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
-            ):
-                self._save_sample_grid(global_step)
-            if args.eval_steps and global_step % args.eval_steps == 0:
-                if accelerator.is_main_process:
-                    self._evaluate(global_step)
-                accelerator.wait_for_everyone()
-            if global_step % args.checkpointing_steps == 0:  # last: the checkpoint records this step's evaluation
-                self._save_checkpoint(global_step)
-        progress.close()
+                    self.ema.step(models[self.objective.ema_model].parameters())
+                global_step += 1
+                step_seconds.append(time.perf_counter() - step_start)
+                step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
+                accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
+                for key, value in {**step_losses, **accumulated}.items():
+                    self.history.setdefault(key, []).append((global_step, value))
+                lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
+                postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
+                progress.set_postfix(postfix, refresh=False)
+                progress.update(1)
+                if global_step % args.logging_steps == 0 and args.logger != "none":
+                    scalars = {**step_losses, "lr": lr, **accumulated}
+                    for name, norm in grad_norms.items():
+                        scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm
+                    if self.ema is not None:
+                        scalars["ema_decay"] = self.ema.cur_decay_value
+                    accelerator.log(scalars, step=global_step)
+                if accelerator.is_main_process and (
+                    global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
+                ):
+                    self._save_sample_grid(global_step)
+                if args.eval_steps and global_step % args.eval_steps == 0:
+                    if accelerator.is_main_process:
+                        self._evaluate(global_step)
+                    accelerator.wait_for_everyone()
+                if global_step % args.checkpointing_steps == 0:  # last: the checkpoint records this step's evaluation
+                    self._save_checkpoint(global_step)
         seconds = time.perf_counter() - start
         if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
             self._save_checkpoint(global_step)  # the final state is always resumable
