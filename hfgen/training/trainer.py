@@ -259,6 +259,7 @@ class _Trainer:
             self.lazy = (
                 data.lazy_loading if data.lazy_loading is not None else pixels > LAZY_LOADING_THRESHOLD_GB * 1e9
             )
+            data.lazy_loading = bool(self.lazy)  # recorded resolved in training_args.json
             if self.lazy:  # unreadable files are skipped now (a header check), as the in-memory store skips them
                 source = readable_images(source)
                 decoder = ImageDecoder(source, data.resolution, data.num_channels, data.center_crop)
@@ -710,9 +711,9 @@ class _Trainer:
             if self.model_args is not None:
                 config.update(arguments_to_dict(self.model_args))
             config["num_processes"] = accelerator.num_processes
+            # facts about the run, not flags: how many images were trained on and where the labels came from
             config["num_train_images"] = self.num_images
-            config["labels"] = self.label_source  # where the labels came from, or None when the data has none
-            config["lazy_loading"] = self.lazy
+            config["labels"] = self.label_source  # None when the data has no labels
             with open(os.path.join(self.output_dir, "training_args.json"), "w") as handle:
                 json.dump(config, handle, indent=2, sort_keys=True)
             if args.logger != "none":
