@@ -199,6 +199,9 @@ def _pick_split(dataset, split: str, source: str):
     return dataset
 
 
+_FOLDER_CACHE: dict = {}
+
+
 def load_image_folder(path: str, split: str = "train"):
     """Load an image folder with the `datasets` ``imagefolder`` builder (class sub-folders become ``label``).
 
@@ -218,10 +221,17 @@ def load_image_folder(path: str, split: str = "train"):
             f"{path}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
             "point --train_data_dir at a folder of images, a .npy file or a save_to_disk folder"
         )
-    try:
-        dataset = datasets.load_dataset("imagefolder", data_dir=path)
-    except Exception as err:  # datasets raises many types for unreadable folders
-        raise DatasetError(f"{path}: cannot read as an image folder ({type(err).__name__}: {err})") from None
+    # the same folder listed again in this process (evaluation references, figures) reuses the listing, which takes
+    # datasets ~10 s for 10,000 files; the key changes when a file is added, removed or rewritten
+    key = (os.path.abspath(path), len(found), max(os.stat(f).st_mtime_ns for f in found))
+    dataset = _FOLDER_CACHE.get(key)
+    if dataset is None:
+        try:
+            dataset = datasets.load_dataset("imagefolder", data_dir=path)
+        except Exception as err:  # datasets raises many types for unreadable folders
+            raise DatasetError(f"{path}: cannot read as an image folder ({type(err).__name__}: {err})") from None
+        _FOLDER_CACHE.clear()
+        _FOLDER_CACHE[key] = dataset
     if isinstance(dataset, datasets.DatasetDict) and split not in dataset and len(dataset) == 1:
         return next(iter(dataset.values()))
     return _pick_split(dataset, split, path)
