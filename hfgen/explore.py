@@ -45,7 +45,7 @@ def load_held_out_images(
     Raises:
         DatasetError: for a missing or unreadable data set.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset, open_image_source
+    from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
 
     config = pipeline.model.config
     if isinstance(dataset, dict):
@@ -53,11 +53,8 @@ def load_held_out_images(
         center_crop = spec.pop("center_crop", True)
         if not spec.get("train_data_dir") and spec.get("dataset_name") in (None, "digits"):
             return load_held_out_images(pipeline, "digits", max_images)
-        try:
-            source = open_image_source(split="test", **spec)
-        except DatasetError as err:
-            if "no held-out part" not in str(err):
-                raise
+        source = open_held_out_source(**spec)
+        if source is None:  # no held-out part: the figures use all of the data
             source = open_image_source(split="all", **spec)
         return images_to_tensor(
             source,

@@ -240,6 +240,22 @@ def load_image_folder(path: str, split: str = "train"):
 SPLITS = ("train", "test", "all")
 
 
+class NoHeldOutPartError(DatasetError):
+    """``split="test"`` was asked of data that holds no images out of training (see `open_held_out_source`)."""
+
+
+def open_held_out_source(**kwargs) -> ImageSource | None:
+    """`open_image_source` with ``split="test"`` (the held-out part), or None when the data has no held-out part.
+
+    Raises:
+        DatasetError: as `open_image_source`, except for a missing held-out part.
+    """
+    try:
+        return open_image_source(split="test", **kwargs)
+    except NoHeldOutPartError:
+        return None
+
+
 def _source_path(dataset_name: str | None, train_data_dir: str | None) -> tuple[str, bool]:
     """``(source, is_local)`` for the data arguments: a local path or a Hub name (digits: ``("digits", False)``)."""
     source = train_data_dir if train_data_dir is not None else (dataset_name or DIGITS)
@@ -416,7 +432,7 @@ def open_image_source(
     held_out = resolve_held_out_size(dataset_name, train_data_dir, held_out_size)
     if held_out == 0:
         if split == "test":
-            raise DatasetError(
+            raise NoHeldOutPartError(
                 f"{source} has no held-out part; pass --held_out_size N to hold N images out of training"
             )
         return image_source

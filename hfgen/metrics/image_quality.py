@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from hfgen.errors import DatasetError, HfgenError
+from hfgen.errors import HfgenError
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -293,15 +293,11 @@ def load_reference_sets(
     Raises:
         DatasetError: for an unreadable reference. NotEnoughSamplesError: for a reference of fewer than 4 images.
     """
-    from hfgen.data.images import ImageDecoder, decode_images, load_image_dataset, open_image_source
+    from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
 
     def tensor(source, crop=center_crop):
-        if not hasattr(source, "native_size"):
-            from hfgen.data.images import ImageSource
-
-            source = ImageSource.from_dataset(source)
-        images, _ = decode_images(ImageDecoder(source, resolution, num_channels, crop))
-        return images.float() / 255.0
+        images, _ = images_to_tensor(source, resolution=resolution, num_channels=num_channels, center_crop=crop)
+        return (images + 1) / 2
 
     if reference == "digits":
         return ReferenceSets(
@@ -316,12 +312,7 @@ def load_reference_sets(
         if not spec.get("train_data_dir") and spec.get("dataset_name") in (None, "digits"):
             return load_reference_sets("digits", resolution, num_channels, seed)
         label = spec.get("train_data_dir") or spec.get("dataset_name")
-        try:
-            held_out = open_image_source(split="test", **spec)
-        except DatasetError as err:
-            if "no held-out part" not in str(err):
-                raise
-            held_out = None
+        held_out = open_held_out_source(**spec)
         if held_out is not None:
             train = open_image_source(split="train", **spec)
             pool = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:FLOOR_POOL_SIZE]
