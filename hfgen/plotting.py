@@ -207,7 +207,7 @@ def plot_gan_training_curves(
     ]
     panels = [(name, keys, ylim, history) for name, keys, ylim in panels if keys]
     if eval_history.get("fid"):
-        panels.append(("FID (digits features) during training", ["fid"], None, eval_history))
+        panels.append(("FID during training (--eval_steps)", ["fid"], None, eval_history))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig, axes = plt.subplots(len(panels) or 1, 1, figsize=(7, 2.6 * max(1, len(panels))), dpi=100, squeeze=False)
     for ax, (name, keys, ylim, source) in zip(axes[:, 0], panels):

@@ -34,6 +34,10 @@ import torch
 SMOKE = False  # --smoke: 2 training steps and few images per recipe (the tests' setting; numbers meaningless)
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 RECIPES = {}
+# Training budgets, chosen so that each recipe fits in 15 minutes on 2 CPU cores (measured; see the README).
+DDPM_BUDGET = {"steps": 1300, "images": 200}
+FLOW_BUDGET = {"mnist": 220, "cifar": 200}  # 2.5 and 3.4 s per step
+VQA_STEPS = 2000
 
 
 def recipe(name: str):
@@ -58,15 +62,16 @@ def steps(count: int) -> int:
     return 2 if SMOKE else count
 
 
-def train(model: str, output_dir: str, **flags) -> float:
-    """Train with hfgen's one loop (seed 0, no tensorboard); returns the training seconds."""
+def train(model: str, output_dir: str, **flags):
+    """Train with hfgen's one loop (seed 0, no tensorboard); returns the `hfgen.TrainingResult`."""
     import hfgen
 
     if SMOKE:
         flags.update(train_batch_size=16, save_images_steps=1000, checkpointing_steps=1000, num_sample_images=4)
         flags.update(max_train_samples=64)
-    result = hfgen.train(model, output_dir=output_dir, overwrite_output_dir=True, logger="none", seed=0, **flags)
-    return result.train_seconds
+        if flags.get("eval_steps"):
+            flags.update(eval_steps=1, eval_num_images=100)
+    return hfgen.train(model, output_dir=output_dir, overwrite_output_dir=True, logger="none", seed=0, **flags)
 
 
 # ----------------------------------------------------------------------------------------------------------- MNIST
@@ -101,7 +106,9 @@ def mnist_autoencoder(data_dir: str, out: str) -> tuple[str, list[str]]:
 
     folder = os.path.join(out, "model")
     count = steps(3000)
-    seconds = train("autoencoder", folder, train_data_dir=mnist_path(data_dir), latent_dim=2, max_train_steps=count)
+    seconds = train(
+        "autoencoder", folder, train_data_dir=mnist_path(data_dir), latent_dim=2, max_train_steps=count
+    ).train_seconds
     paths = explore(folder, figures_dir=out)
     pipeline = hfgen.load_pipeline(folder)
     pipeline.set_progress_bar_config(disable=True)
@@ -140,7 +147,7 @@ def mnist_vae(data_dir: str, out: str) -> tuple[str, list[str]]:
         folder = os.path.join(out, f"latent-{latent_dim}")
         seconds = train(
             "vae", folder, train_data_dir=mnist_path(data_dir), latent_dim=latent_dim, max_train_steps=count
-        )
+        ).train_seconds
         metrics = evaluate_pipeline(folder, num_images=200 if SMOKE else 1000, seed=0)
         floor = metrics["real_data_floor"]
         rows.append(
@@ -175,6 +182,255 @@ def mnist_vae(data_dir: str, out: str) -> tuple[str, list[str]]:
         rows,
     )
     return table, [figure]
+
+
+def smoothed(series: list, window: int) -> tuple[list, list]:
+    """``(steps, moving averages)`` of a ``[(step, value)]`` series over ``window`` points."""
+    import numpy as np
+
+    steps_, values = [p[0] for p in series], np.array([p[1] for p in series], dtype=float)
+    window = max(1, min(window, len(values)))
+    means = np.convolve(values, np.ones(window) / window, mode="valid")
+    return steps_[window - 1 :], means.tolist()
+
+
+def mean_before(series: list, step: int, window: int) -> float:
+    """Mean of the last ``window`` values of ``series`` recorded at or before ``step``."""
+    values = [value for s, value in series if s <= step][-window:]
+    return sum(values) / max(1, len(values))
+
+
+def final_samples(folder: str, count: int = 16) -> torch.Tensor:
+    import hfgen
+
+    pipeline = hfgen.load_pipeline(folder)
+    pipeline.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        return pipeline(batch_size=count, generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+
+@recipe("mnist-dcgan")
+def mnist_dcgan(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """DCGAN on MNIST without and with the stabilising tricks (one-sided label smoothing 0.1, instance noise 0.1
+    annealed to 0): classes covered and class entropy over training, the discriminator's accuracy, FID."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.plotting import plot_image_rows, save_figure
+
+    count, every = steps(1500), 150
+    variants = {
+        "without tricks": {},
+        "with tricks": {"label_smoothing": 0.1, "instance_noise": 0.1},
+    }
+    results, rows, samples = {}, [], []
+    for name, tricks in variants.items():
+        folder = os.path.join(out, name.replace(" ", "-"))
+        result = train(
+            "dcgan", folder, train_data_dir=mnist_path(data_dir), max_train_steps=count, eval_steps=every,
+            eval_num_images=500, **tricks,
+        )  # fmt: skip
+        results[name] = result
+        metrics = evaluate_pipeline(folder, num_images=200 if SMOKE else 1000, seed=0)
+        floor = metrics["real_data_floor"]
+        history, evals = result.loss_history, result.eval_history
+        fewest = min(evals["classes_covered"], key=lambda p: p[1])
+        tail = max(1, len(history["discriminator_accuracy_real"]) // 10)
+        accuracy = [mean_before(history[f"discriminator_accuracy_{k}"], count, tail) for k in ("real", "fake")]
+        rows.append(
+            [
+                name + (f" ({', '.join(f'--{k} {v:g}' for k, v in tricks.items())})" if tricks else ""),
+                f"{count} steps, {result.train_seconds / 60:.1f} min",
+                f"{metrics['fid']:.2f} (floor {floor['fid']:.2f})",
+                f"{metrics['coverage']:.3f} (floor {floor['coverage']:.3f})",
+                f"{metrics['classes_covered']} / {metrics['class_entropy_bits']:.2f}",
+                f"{int(fewest[1])} (step {fewest[0]})",
+                f"{accuracy[0]:.2f} / {accuracy[1]:.2f}",
+            ]
+        )
+        samples.append(final_samples(folder, 32))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), dpi=100)
+    for name, result in results.items():
+        evals, history = result.eval_history, result.loss_history
+        axes[0, 0].plot(*zip(*evals["classes_covered"]), marker="o", label=name)
+        axes[0, 1].plot(*zip(*evals["class_entropy_bits"]), marker="o", label=name)
+        axes[1, 1].plot(*zip(*evals["fid"]), marker="o", label=name)
+        window = max(1, len(history["discriminator_accuracy_real"]) // 30)
+        for key, style in (("discriminator_accuracy_real", "-"), ("discriminator_accuracy_fake", "--")):
+            axes[1, 0].plot(*smoothed(history[key], window), style, label=f"{name}: {key.rsplit('_', 1)[1]}")
+    titles = [
+        ("digits the mnist classifier sees in 500 samples", "classes covered", (0, 10.5)),
+        ("class entropy of the samples (log2 10 = 3.32 is uniform)", "bits", (0, 3.4)),
+        ("discriminator accuracy on real (solid) and fake (dashed) batches", "accuracy", (0, 1.02)),
+        ("FID (mnist features, 500 samples)", "FID", None),
+    ]
+    for ax, (title, label, ylim) in zip(axes.flat, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(label)
+        ax.set_xlabel("generator step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        if ylim:
+            ax.set_ylim(*ylim)
+    fig.suptitle("DCGAN on MNIST: without and with label smoothing + instance noise", fontsize=10)
+    curves = save_figure(fig, os.path.join(out, "dcgan_training.png"))
+    grid = plot_image_rows(
+        torch.cat([samples[0][:16], samples[1][:16], samples[0][16:], samples[1][16:]]),
+        16,
+        os.path.join(out, "dcgan_samples.png"),
+        title="DCGAN samples after training: without tricks (rows 1, 3), with tricks (rows 2, 4)",
+        row_labels=["without", "with", "without", "with"],
+    )
+    table = markdown(
+        [
+            "DCGAN on MNIST",
+            "training",
+            "FID (mnist features, 1,000 samples)",
+            "coverage",
+            "classes / entropy (bits)",
+            "fewest classes during training",
+            "final D accuracy real / fake",
+        ],
+        rows,
+    )
+    return table, [curves, grid]
+
+
+def rank_correlation(first: list[float], second: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists (nan for fewer than 3 points)."""
+    if len(first) < 3:
+        return float("nan")
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(first, second).statistic)
+
+
+@recipe("mnist-wgan")
+def mnist_wgan(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """WGAN (weight clipping) and WGAN-GP on MNIST: the critic's Wasserstein estimate beside FID over training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.plotting import plot_image_rows, save_figure
+
+    budgets = {"wgan": steps(800), "wgan-gp": steps(500)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6), dpi=100, sharex="col")
+    rows, samples = [], []
+    for column, (model, count) in enumerate(budgets.items()):
+        folder = os.path.join(out, model)
+        every = max(1, count // 8)
+        result = train(
+            model, folder, train_data_dir=mnist_path(data_dir), max_train_steps=count, eval_steps=every,
+            eval_num_images=500,
+        )  # fmt: skip
+        history, evals = result.loss_history["wasserstein_estimate"], result.eval_history["fid"]
+        metrics = evaluate_pipeline(folder, num_images=200 if SMOKE else 1000, seed=0)
+        window = max(1, len(history) // 40)
+        axes[0, column].plot([p[0] for p in history], [p[1] for p in history], alpha=0.2, linewidth=0.6)
+        axes[0, column].plot(*smoothed(history, window), color="C0")
+        axes[0, column].set_title(f"{model}: Wasserstein estimate E[D(x)] − E[D(G(z))]", fontsize=9)
+        axes[1, column].plot(*zip(*evals), marker="o", color="C1")
+        axes[1, column].set_title(f"{model}: FID (mnist features, 500 samples)", fontsize=9)
+        axes[1, column].set_xlabel("generator step")
+        for ax in axes[:, column]:
+            ax.grid(alpha=0.3)
+        # the estimate at each evaluation: mean over the generator steps since the previous one
+        estimates = [mean_before(history, step, window=every * 5) for step, _ in evals]
+        correlation = rank_correlation(estimates, [fid for _, fid in evals])
+        first, last = mean_before(history, every, every * 5), mean_before(history, count, every * 5)
+        rows.append(
+            [
+                model,
+                f"{count} steps, {result.train_seconds / 60:.1f} min",
+                f"{first:.3f} → {last:.3f}",
+                f"{evals[0][1]:.1f} → {evals[-1][1]:.1f}",
+                f"{correlation:+.2f}",
+                f"{metrics['fid']:.2f} (floor {metrics['real_data_floor']['fid']:.2f})",
+                f"{metrics['coverage']:.3f}",
+            ]
+        )
+        samples.append(final_samples(folder, 16))
+    fig.suptitle("WGAN (clipping) and WGAN-GP on MNIST: does the Wasserstein estimate fall as FID falls?", fontsize=10)
+    figure = save_figure(fig, os.path.join(out, "wasserstein_vs_fid.png"))
+    grid = plot_image_rows(
+        torch.cat(samples), 16, os.path.join(out, "wgan_samples.png"),
+        title="Samples after training", row_labels=list(budgets),
+    )  # fmt: skip
+    table = markdown(
+        [
+            "MNIST",
+            "training",
+            "Wasserstein estimate (first → last eval window)",
+            "FID during training (first → last, 500 samples)",
+            "rank correlation estimate vs FID",
+            "final FID (1,000 samples)",
+            "coverage",
+        ],
+        rows,
+    )
+    return table, [figure, grid]
+
+
+# 0.33 s per training step and 0.11 s per 64-image forward pass on 2 cores (the default [32, 64, 64] with attention:
+# 0.9 s and 0.3 s), so that DDPM-1000 on 200 images and 1,300 training steps fit in 15 minutes
+DDPM_UNET = {"block_out_channels": [16, 32, 64], "attention_levels": [], "layers_per_block": 1}
+
+
+@recipe("mnist-ddpm")
+def mnist_ddpm(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """DDPM on MNIST (a CPU-sized UNet, EMA), sampled with DDPM-1000, DDIM-50 and <= 25-step samplers: FID,
+    coverage and images/s on the same seed and count, against the real-data floor."""
+    from hfgen.metrics.evaluate import compare_samplers
+
+    folder = os.path.join(out, "model")
+    count, num_images = steps(DDPM_BUDGET["steps"]), 64 if SMOKE else DDPM_BUDGET["images"]
+    trained = 50 if SMOKE else 1000  # the smoke test trains 50 noise levels so that DDPM sampling stays short
+    result = train(
+        "ddpm", folder, train_data_dir=mnist_path(data_dir), max_train_steps=count, use_ema=True,
+        save_images_steps=count, ddpm_num_steps=trained, **DDPM_UNET,
+    )  # fmt: skip
+    few = [("ddim", 25), ("dpmsolver++", 20), ("unipc", 20), ("dpmsolver++", 10)]
+    configs = [("ddpm", trained), ("ddim", 50), *few]
+    rows = compare_samplers(folder, num_images=num_images, configs=configs, seed=0)
+    floor = rows[0]["real_data_floor"]
+    best = min((row for row in rows if row["num_inference_steps"] <= 25), key=lambda row: row["fid"])
+    figures = []
+    for name in ("sampler_samples.png", "sampler_comparison.png"):
+        shutil.copy(os.path.join(folder, name), os.path.join(out, name))
+        figures.append(os.path.join(out, name))
+    table_rows = [
+        [
+            f"{row['scheduler']}-{row['num_inference_steps']}" + (" (best ≤ 25 steps)" if row is best else ""),
+            row["nfe"],
+            f"{row['fid']:.2f} ({row['fid'] / floor['fid']:.1f}x floor)",
+            f"{row['precision']:.3f}",
+            f"{row['coverage']:.3f}",
+            f"{row['images_per_second']:.2f}",
+        ]
+        for row in rows
+    ]
+    table_rows.append(
+        [f"real-data floor ({num_images} held-out images)", "", f"{floor['fid']:.2f}", f"{floor['precision']:.3f}",
+         f"{floor['coverage']:.3f}", ""]
+    )  # fmt: skip
+    table = markdown(
+        [
+            f"DDPM on MNIST ({count} steps, {result.train_seconds / 60:.1f} min; {num_images} samples each)",
+            "NFE",
+            "FID (mnist features)",
+            "precision",
+            "coverage",
+            "images/s",
+        ],
+        table_rows,
+    )
+    return table, figures
 
 
 # ---------------------------------------------------------------------------------------------------------- CelebA
@@ -231,7 +487,7 @@ def celeba_smile(data_dir: str, out: str) -> tuple[str, list[str]]:
         seconds = train(
             "vae", folder, **celeba_flags(data_dir), latent_dim=latent_dim, beta=beta, likelihood="gaussian",
             max_train_steps=count, block_out_channels=[32, 64, 128, 256],
-        )  # fmt: skip
+        ).train_seconds  # fmt: skip
         vae = hfgen.load_pipeline(folder)
         vae.set_progress_bar_config(disable=True)
         generator = torch.Generator().manual_seed(0)
@@ -314,6 +570,233 @@ def celeba_smile(data_dir: str, out: str) -> tuple[str, list[str]]:
         rows,
     )
     return table, figures
+
+
+# ----------------------------------------------------------------------------------------------------------- Flows
+def data_images(path: str, split: str, resolution: int, channels: int, limit: int | None = None) -> torch.Tensor:
+    """A part (``train``, ``test`` = the fixed held-out part, ``all``) of a data set as `(N, C, R, R)` in [-1, 1]."""
+    from hfgen.data.images import images_to_tensor, open_image_source
+
+    source = open_image_source(train_data_dir=path, split=split)
+    limit = min(limit or len(source), 64 if SMOKE else len(source))
+    return images_to_tensor(source, resolution=resolution, num_channels=channels, max_samples=limit)[0]
+
+
+def random_subset(images: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` images drawn without replacement (seed 0): CIFAR-10's file is ordered by class."""
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]]
+
+
+def cifar_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "cifar10", "cifar10_test_images.npy")
+
+
+def flow_ood(folder: str, train_images: torch.Tensor, held_out: torch.Tensor, out_sets: dict, title: str, out: str):
+    """Score held-out and OOD sets with the flow in ``folder``; return the table rows and the histogram figure."""
+    import hfgen
+    from hfgen.metrics.ood import SCORES, auroc, ood_scores, plot_ood_histograms
+
+    pipeline = hfgen.load_pipeline(folder)
+    pipeline.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        train_mean = float(torch.cat([pipeline.bits_per_dim(c, generator=torch.Generator().manual_seed(0))
+                                      for c in train_images.split(500)]).mean())  # fmt: skip
+        in_scores = ood_scores(pipeline, held_out, train_mean)
+        scores = {f"{title} held out": in_scores}
+        for name, images in out_sets.items():
+            scores[name] = ood_scores(pipeline, images, train_mean)
+    in_mean = f"{float(in_scores['nll'].mean()):.3f}"
+    rows = [[f"{title} held out (in-distribution)", len(held_out), in_mean, "", "", ""]]
+    for name, images in out_sets.items():
+        rows.append(
+            [name, len(images), f"{float(scores[name]['nll'].mean()):.3f}"]
+            + [f"{auroc(in_scores[key], scores[name][key]):.3f}" for key in SCORES]
+        )
+    path = plot_ood_histograms(scores, os.path.join(out, f"ood_histograms_{title.lower().replace('-', '')}.png"))
+    return rows, path, train_mean
+
+
+OOD_HEADER = ["data", "images", "mean bits/dim", "AUROC NLL", "AUROC typicality", "AUROC complexity (Serrà)"]
+
+
+@recipe("flow-ood-mnist")
+def flow_ood_mnist(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """Real NVP trained on MNIST's 8,000 train images, scored on the 2,000 held-out ones and on CIFAR-10
+    (greyscale, resized to 28), constant and noise images."""
+    from hfgen.metrics.ood import load_ood_images
+
+    folder = os.path.join(out, "model")
+    count = steps(FLOW_BUDGET["mnist"])
+    result = train("realnvp", folder, train_data_dir=mnist_path(data_dir), max_train_steps=count)
+    train_images = data_images(mnist_path(data_dir), "train", 28, 1, limit=2000)
+    held_out = data_images(mnist_path(data_dir), "test", 28, 1)
+    cifar = random_subset(data_images(cifar_path(data_dir), "all", 28, 1), len(held_out))
+    out_sets = {
+        "CIFAR-10 (greyscale, 28x28)": cifar,
+        "constant": load_ood_images("constant", held_out),
+        "noise": load_ood_images("noise", held_out),
+    }
+    rows, histogram, _ = flow_ood(folder, train_images, held_out, out_sets, "MNIST", out)
+    table = markdown(
+        [f"Real NVP on MNIST ({count} steps, {result.train_seconds / 60:.1f} min)"] + OOD_HEADER[1:], rows
+    )
+    return table, [histogram]
+
+
+@recipe("flow-ood-cifar")
+def flow_ood_cifar(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """Real NVP trained on CIFAR-10's 9,000 train images, scored on the 1,000 held-out ones and on MNIST (padded to
+    32, repeated to 3 channels), constant and noise images; held-out bits/dim next to PNG's."""
+    from hfgen.metrics.likelihood import png_bits_per_dim
+    from hfgen.metrics.ood import load_ood_images
+
+    folder = os.path.join(out, "model")
+    count = steps(FLOW_BUDGET["cifar"])
+    result = train("realnvp", folder, train_data_dir=cifar_path(data_dir), max_train_steps=count)
+    train_images = data_images(cifar_path(data_dir), "train", 32, 3, limit=2000)
+    held_out = data_images(cifar_path(data_dir), "test", 32, 3)
+    digits = random_subset(data_images(mnist_path(data_dir), "all", 28, 1), len(held_out))
+    digits = torch.nn.functional.pad(digits, (2, 2, 2, 2), value=-1.0).expand(-1, 3, -1, -1).contiguous()
+    out_sets = {
+        "MNIST (padded to 32, 3 channels)": digits,
+        "constant": load_ood_images("constant", held_out),
+        "noise": load_ood_images("noise", held_out),
+    }
+    rows, histogram, _ = flow_ood(folder, train_images, held_out, out_sets, "CIFAR-10", out)
+    png = png_bits_per_dim(held_out)
+    table = markdown(
+        [f"Real NVP on CIFAR-10 ({count} steps, {result.train_seconds / 60:.1f} min)"] + OOD_HEADER[1:], rows
+    )
+    table += "\n\n" + markdown(
+        ["held-out CIFAR-10 (1,000 images)", "bits/dim"],
+        [
+            [f"Real NVP, {count} steps ({result.train_seconds / 60:.1f} min on 2 CPU cores)", rows[0][2]],
+            ["PNG, each image its own file (headers included)", f"{png['png_bits_per_dim']:.3f}"],
+            ["PNG, all images tiled into one file", f"{png['png_tiled_bits_per_dim']:.3f}"],
+            ["Real NVP paper (Dinh et al. 2017, full training set, long GPU training)", "3.49"],
+        ],
+    )
+    return table, [histogram]
+
+
+# ----------------------------------------------------------------------------------------------------------- CLEVR
+def clevr_statistics(root: str, split: str) -> dict:
+    """Question-type and answer shares, objects per scene and materials of a CLEVR-layout split."""
+    from collections import Counter
+
+    from hfgen.data.clevr import load_clevr
+
+    dataset = load_clevr(root, split)
+    base = os.path.join(root, "CLEVR_v1.0") if os.path.isdir(os.path.join(root, "CLEVR_v1.0")) else root
+    with open(os.path.join(base, "scenes", f"CLEVR_{split}_scenes.json")) as handle:
+        scenes = json.load(handle)["scenes"]
+    objects = [len(scene["objects"]) for scene in scenes]
+    materials = Counter(obj.get("material", "?") for scene in scenes for obj in scene["objects"])
+    return {
+        "questions": len(dataset),
+        "images": len(scenes),
+        "types": Counter(dataset["question_type"]),
+        "answers": Counter(dataset["answer"]),
+        "objects": (min(objects), sum(objects) / len(objects), max(objects)),
+        "materials": materials,
+    }
+
+
+@recipe("clevr-vqa")
+def clevr_vqa(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """Real CLEVR (267 renders, 2,670 questions) split by image 217 / 50; the tiny PaliGemma + LoRA fine-tuned on
+    the 217 and scored per question type against the majority answer, before and after; and the offline
+    CLEVR-style generator's question and answer distributions next to real CLEVR's."""
+    from hfgen.data.clevr import make_clevr_dataset, split_clevr_by_image
+    from hfgen.vqa.evaluation import run_evaluation
+    from hfgen.vqa.finetune import VQAFinetuneArguments, finetune
+
+    real = os.path.join(data_dir, "clevr")
+    split_dir = os.path.join(out, "clevr-split")
+    shutil.rmtree(split_dir, ignore_errors=True)
+    parts = split_clevr_by_image(real, split_dir, num_held_out_images=50, seed=0)
+    adapter = os.path.join(out, "adapter")
+    count = steps(VQA_STEPS)
+    start = time.perf_counter()
+    finetune(
+        VQAFinetuneArguments(
+            clevr_dir=split_dir, output_dir=adapter, tiny=True, max_train_steps=count, logger="none",
+            overwrite_output_dir=True, checkpointing_steps=max(count, 1),
+        )
+    )  # fmt: skip
+    minutes = (time.perf_counter() - start) / 60
+    result = run_evaluation(
+        split_dir, tiny=True, adapter=adapter, split="val", compare_to_base=True, output_dir=os.path.join(out, "eval"),
+        max_questions=40 if SMOKE else None,
+    )  # fmt: skip
+    models = result["models"]
+    names = {"base": "tiny PaliGemma, untrained", "fine-tuned": f"+ LoRA, {count} steps ({minutes:.1f} min)",
+             "majority answer per kind": "majority answer per question type (train part)"}  # fmt: skip
+    overall = markdown(
+        [f"real CLEVR, {parts['val']['questions']} held-out questions of {parts['val']['images']} images",
+         "ROUGE-1", "ROUGE-L", "exact match"],
+        [[names[n], f"{s['rouge1']:.3f}", f"{s['rougeL']:.3f}", f"{s['exact_match']:.3f}"] for n, s in models.items()],
+    )  # fmt: skip
+    kinds = sorted({kind for scores in models.values() for kind in scores["per_type"]})
+    per_type = markdown(
+        ["question type", "questions"] + [f"{names[n].split(',')[0]}: EM / R-1 / R-L" for n in models],
+        [
+            [kind, next(s["per_type"][kind]["count"] for s in models.values() if kind in s["per_type"])]
+            + [
+                "{exact_match:.2f} / {rouge1:.2f} / {rougeL:.2f}".format(**s["per_type"][kind])
+                if kind in s["per_type"] else ""
+                for s in models.values()
+            ]
+            for kind in kinds
+        ],
+    )  # fmt: skip
+    generated = os.path.join(out, "generated")
+    shutil.rmtree(generated, ignore_errors=True)
+    make_clevr_dataset(generated, num_images=27 if SMOKE else 267, seed=0, val_fraction=0.0)
+    real_stats, fake_stats = clevr_statistics(real, "train"), clevr_statistics(generated, "train")
+    rows = [["images / questions", f"{real_stats['images']} / {real_stats['questions']}",
+             f"{fake_stats['images']} / {fake_stats['questions']}"]]  # fmt: skip
+    for kind in sorted(set(real_stats["types"]) | set(fake_stats["types"])):
+        rows.append([f"question type `{kind}`"] + [
+            f"{stats['types'].get(kind, 0) / stats['questions']:.1%}" for stats in (real_stats, fake_stats)
+        ])  # fmt: skip
+    top = [answer for answer, _ in real_stats["answers"].most_common(8)]
+    for answer in top + sorted(a for a, _ in fake_stats["answers"].most_common(8) if a not in top):
+        rows.append([f"answer `{answer}`"] + [
+            f"{stats['answers'].get(answer, 0) / stats['questions']:.1%}" for stats in (real_stats, fake_stats)
+        ])  # fmt: skip
+    rows.append(["distinct answers"] + [str(len(stats["answers"])) for stats in (real_stats, fake_stats)])
+    rows.append(["objects per scene (min / mean / max)"] + [
+        "{} / {:.1f} / {}".format(*stats["objects"]) for stats in (real_stats, fake_stats)
+    ])  # fmt: skip
+    rows.append(["materials"] + [
+        ", ".join(f"{m} {c / sum(stats['materials'].values()):.0%}" for m, c in sorted(stats["materials"].items()))
+        for stats in (real_stats, fake_stats)
+    ])  # fmt: skip
+    distribution = markdown(["", "real CLEVR (all 267 images)", "hfgen's offline generator (seed 0)"], rows)
+    figure = clevr_side_by_side(real, generated, os.path.join(out, "real_vs_generated.png"))
+    return overall + "\n\n" + per_type + "\n\n" + distribution, [figure]
+
+
+def clevr_side_by_side(real: str, generated: str, path: str) -> str:
+    """Four real CLEVR renders above four generated scenes, with one question and answer each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hfgen.data.clevr import load_clevr
+    from hfgen.plotting import save_figure
+
+    fig, axes = plt.subplots(2, 4, figsize=(14, 5.4), dpi=100)
+    for row, (root, label) in enumerate(((real, "real CLEVR"), (generated, "generated"))):
+        dataset = load_clevr(root, "train")
+        for column, ax in enumerate(axes[row]):
+            item = dataset[column * 10]
+            ax.imshow(item["image"])
+            ax.set_title(f"{label}: {item['question'][:60]}\n→ {item['answer']}", fontsize=7)
+            ax.axis("off")
+    return save_figure(fig, path)
 
 
 def main():

@@ -28,6 +28,7 @@ from hfgen.data.clevr import (
     normalize_answer,
     parse_question,
     question_type_from_program,
+    split_clevr_by_image,
 )
 from hfgen.errors import ConfigurationError, DatasetError
 
@@ -598,3 +599,33 @@ def test_answer_question_refuses_ambiguous_references():
     )
     with pytest.raises(ValueError):
         parse_question("What is the meaning of life?")
+
+
+def test_split_by_image_keeps_every_question_once_and_no_image_in_both_parts(generated, tmp_path):
+    root, _ = generated
+    summary = split_clevr_by_image(root, tmp_path / "split", num_held_out_images=20, seed=0)
+    assert summary["val"]["images"] == 20 and summary["train"]["images"] == 220  # the 240 train images
+    train, val = load_clevr(tmp_path / "split", "train"), load_clevr(tmp_path / "split", "val")
+    assert not set(train["image_filename"]) & set(val["image_filename"])
+    original = load_clevr(root, "train")
+    assert len(train) + len(val) == len(original) == summary["train"]["questions"] + summary["val"]["questions"]
+    assert sorted(zip(train["question"] + val["question"], train["answer"] + val["answer"])) == sorted(
+        zip(original["question"], original["answer"])
+    )
+    scenes = read_json(tmp_path / "split" / "scenes" / "CLEVR_val_scenes.json")["scenes"]
+    assert sorted(s["image_filename"] for s in scenes) == sorted(set(val["image_filename"]))
+    # the same seed picks the same images; another seed other ones
+    again = split_clevr_by_image(root, tmp_path / "again", num_held_out_images=20, seed=0)
+    other = split_clevr_by_image(root, tmp_path / "other", num_held_out_images=20, seed=1)
+    assert again["val"] == summary["val"]
+    assert set(load_clevr(tmp_path / "other", "val")["image_filename"]) != set(val["image_filename"])
+    assert other["val"]["images"] == 20
+
+
+def test_split_by_image_refuses_bad_sizes_and_a_used_folder(generated, tmp_path):
+    root, _ = generated
+    with pytest.raises(ConfigurationError, match="between 1 and 239"):
+        split_clevr_by_image(root, tmp_path / "a", num_held_out_images=240)
+    split_clevr_by_image(root, tmp_path / "b", num_held_out_images=5)
+    with pytest.raises(DatasetError, match="already holds a CLEVR set"):
+        split_clevr_by_image(root, tmp_path / "b", num_held_out_images=5)

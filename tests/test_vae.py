@@ -276,6 +276,29 @@ def test_invalid_model_settings_are_refused():
         AutoencoderModel(sample_size=12, block_out_channels=(8, 16, 32))
 
 
+def test_autoencoder_output_activation_keeps_the_gradient_where_tanh_saturates():
+    """The MNIST collapse: decoder pre-activations near -800 (mostly-black data). With tanh the loss has no
+    gradient there and training stays stuck; with the default clamp output the loss sees the raw output."""
+    images = torch.full((4, 1, 16, 16), -1.0)
+    images[:, :, 6:10, 6:10] = 1.0  # a bright stroke on black
+    gradients = {}
+    for activation in ("tanh", "clamp"):
+        torch.manual_seed(0)
+        model = AutoencoderModel(sample_size=16, output_activation=activation)
+        final = model.decoder.features[-1]
+        with torch.no_grad():
+            final.bias.fill_(-800.0)
+        output = model(images)
+        assert output.sample.min() >= -1 and output.sample.max() <= 1
+        output.loss.backward()
+        gradients[activation] = float(final.bias.grad.abs().sum())
+    assert gradients["tanh"] == 0.0
+    assert gradients["clamp"] > 100  # d/db mean((b - x)^2) ~ 2 * 800
+    assert AutoencoderModel(sample_size=16).config.output_activation == "clamp"
+    with pytest.raises(ValueError, match="output_activation 'relu' is unknown; choose clamp, tanh"):
+        AutoencoderModel(sample_size=16, output_activation="relu")
+
+
 # ------------------------------------------------------------------------------------- 4. interpolation
 
 

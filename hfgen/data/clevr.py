@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import shutil
 from collections import Counter
 from itertools import combinations
 
@@ -302,6 +303,93 @@ def load_clevr(
         }
     )
     return datasets.Dataset.from_dict(columns, features=features)
+
+
+def split_clevr_by_image(
+    root: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    num_held_out_images: int = 50,
+    split: str = "train",
+    seed: int = 0,
+) -> dict:
+    """Split one CLEVR split by image into ``train`` and ``val`` parts, written in the ``CLEVR_v1.0`` layout.
+
+    For CLEVR folders with a single split (e.g. ``../shared/data/clevr``: 267 real renders, 2,670 questions), so
+    that fine-tuning and held-out evaluation never share an image. ``num_held_out_images`` images drawn with
+    ``seed`` (numpy's ``default_rng``) and all their questions go to ``val``, the rest to ``train``; questions and
+    scenes keep their fields (``image_filename`` unchanged); images are symbolic links to the originals (copies
+    where links are not supported), so nothing is re-encoded.
+
+    Writes::
+
+        output_dir/questions/CLEVR_{train,val}_questions.json
+        output_dir/scenes/CLEVR_{train,val}_scenes.json        (when the source has a scenes file)
+        output_dir/images/{train,val}/<image_filename>
+
+    Args:
+        root: the source ``CLEVR_v1.0`` folder or its parent.
+        output_dir: where the split set goes (created; must not already hold a ``questions`` folder).
+        num_held_out_images (`int`): images in ``val``; at least 1 and fewer than the split's images.
+        split (`str`): the source split to divide.
+
+    Returns:
+        ``{"train": {"images": n, "questions": m}, "val": {...}, "output_dir": path}``.
+
+    Raises:
+        DatasetError: the source split cannot be read (see `load_clevr`) or ``output_dir`` already holds a set.
+        ConfigurationError: ``num_held_out_images`` out of range.
+    """
+    base = _resolve_clevr_root(root)
+    load_clevr(base, split)  # the same checks and messages as loading it
+    with open(os.path.join(base, "questions", f"CLEVR_{split}_questions.json"), encoding="utf-8") as handle:
+        data = json.load(handle)
+    questions = data["questions"] if isinstance(data, dict) else data
+
+    def image_of(question: dict) -> str:
+        return question.get("image_filename") or f"CLEVR_{split}_{int(question['image_index']):06d}.png"
+
+    images = sorted({image_of(q) for q in questions})
+    if not 1 <= num_held_out_images < len(images):
+        raise ConfigurationError(
+            f"num_held_out_images must be between 1 and {len(images) - 1} (the split has {len(images)} images), "
+            f"got {num_held_out_images}"
+        )
+    output_dir = os.fspath(output_dir)
+    if os.path.isdir(os.path.join(output_dir, "questions")):
+        raise DatasetError(f"{output_dir} already holds a CLEVR set (questions/); choose an empty folder")
+    chosen = np.random.default_rng(seed).permutation(len(images))[:num_held_out_images]
+    held_out = {images[i] for i in chosen}
+    part_of = {name: ("val" if name in held_out else "train") for name in images}
+    scenes_path = os.path.join(base, "scenes", f"CLEVR_{split}_scenes.json")
+    scenes = None
+    if os.path.isfile(scenes_path):
+        with open(scenes_path, encoding="utf-8") as handle:
+            scenes = json.load(handle)
+    info = data.get("info", {}) if isinstance(data, dict) else {}
+    summary = {"output_dir": output_dir}
+    for part in ("train", "val"):
+        names = [name for name in images if part_of[name] == part]
+        folder = os.path.join(output_dir, "images", part)
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            source, target = os.path.abspath(os.path.join(base, "images", split, name)), os.path.join(folder, name)
+            try:
+                os.symlink(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        kept = [q for q in questions if part_of[image_of(q)] == part]
+        part_info = {**info, "split_of": f"{split} ({len(images)} images)", "held_out_seed": seed}
+        os.makedirs(os.path.join(output_dir, "questions"), exist_ok=True)
+        with open(os.path.join(output_dir, "questions", f"CLEVR_{part}_questions.json"), "w") as handle:
+            json.dump({"info": part_info, "questions": kept}, handle)
+        if scenes is not None:
+            entries = scenes["scenes"] if isinstance(scenes, dict) else scenes
+            kept_scenes = [entry for entry in entries if part_of.get(entry.get("image_filename")) == part]
+            os.makedirs(os.path.join(output_dir, "scenes"), exist_ok=True)
+            with open(os.path.join(output_dir, "scenes", f"CLEVR_{part}_scenes.json"), "w") as handle:
+                json.dump({"info": part_info, "scenes": kept_scenes}, handle)
+        summary[part] = {"images": len(names), "questions": len(kept)}
+    return summary
 
 
 # ------------------------------------------------------------------------------------ question specs and text

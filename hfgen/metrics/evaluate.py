@@ -16,6 +16,8 @@ import torch
 from hfgen.errors import HfgenError
 from hfgen.metrics.image_quality import MetricScorer, format_metrics_table, resolve_features, training_data_spec
 
+SHOWN_PER_SAMPLER = 16  # images per sampler in sampler_samples.png
+FLOOR_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "coverage")
 DEFAULT_SAMPLER_CONFIGS = [
     ("ddpm", 1000),
     ("ddim", 100),
@@ -270,13 +272,15 @@ def compare_samplers(
 ) -> list[dict]:
     """Sample a diffusion folder with several schedulers (same seed, same count) and compare quality and speed.
 
-    Writes ``sampler_comparison.md``, ``sampler_comparison.json`` (a list of rows) and ``sampler_comparison.png``
-    (FID against network evaluations, log x axis) into ``output_dir``. DDPM with the trained number of steps is
+    Writes ``sampler_comparison.md``, ``sampler_comparison.json`` (a list of rows), ``sampler_comparison.png``
+    (FID against network evaluations, log x axis) and ``sampler_samples.png`` (the first 16 samples of each sampler,
+    one row each) into ``output_dir``. DDPM with the trained number of steps is
     always the first row: ``speedup_vs_ddpm`` is measured against it.
 
     Returns:
         the rows: dicts with ``scheduler``, ``num_inference_steps``, ``nfe``, ``fid``, ``kid_mean``, ``kid_std``,
-        ``cmmd``, ``precision``, ``recall``, ``coverage``, ``images_per_second``, ``seconds``, ``speedup_vs_ddpm``.
+        ``cmmd``, ``precision``, ``recall``, ``coverage``, ``images_per_second``, ``seconds``, ``speedup_vs_ddpm`` and
+        ``real_data_floor`` (the metrics of ``num_images`` real held-out images; the same in every row).
 
     Raises:
         HfgenError: for a folder that is not a diffusion model (no scheduler to swap).
@@ -294,9 +298,10 @@ def compare_samplers(
     if not any(name == "ddpm" for name, _ in configs):
         configs.insert(0, ("ddpm", trained_steps))
     scorer = None
-    rows = []
+    rows, shown = [], []
     for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):
         result, seconds = _sample(pipeline, num_images, name, steps, batch_size, seed)
+        shown.append(result.images[:SHOWN_PER_SAMPLER].cpu())
         if scorer is None:
             scorer = make_scorer(output_dir, reference, features, result.images, seed)
         metrics = scorer.score(result.images)
@@ -316,7 +321,18 @@ def compare_samplers(
     for row in rows:
         row["speedup_vs_ddpm"] = baseline["seconds"] / row["seconds"]
     floor = scorer.floor(num_images)
+    for row in rows:  # the same floor (same count of real images) for every row, so the JSON stands on its own
+        row["real_data_floor"] = {k: floor[k] for k in FLOOR_KEYS}
     _write_comparison(output_dir, rows, floor, scorer.features_name)
+    from hfgen.plotting import plot_image_rows
+
+    plot_image_rows(
+        torch.cat(shown),
+        len(shown[0]),
+        os.path.join(output_dir, "sampler_samples.png"),
+        title=f"The first {len(shown[0])} samples of each sampler (same seed, so the same starting noise)",
+        row_labels=[f"{row['scheduler']}-{row['num_inference_steps']}" for row in rows],
+    )
     return rows
 
 

@@ -19,7 +19,8 @@ class AutoencoderOutput(BaseOutput):
     """Output of `AutoencoderModel.forward`.
 
     Args:
-        sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): the reconstruction, in [-1, 1].
+        sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): the reconstruction, in [-1, 1]
+            (clamped; the loss sees the unclamped decoder output, see `AutoencoderModel`).
         latents (`torch.Tensor` of shape `(batch_size, latent_dim)`): the codes.
         reconstruction_loss (`torch.Tensor` of shape `(batch_size,)`): mean squared error per pixel of each image.
         loss (`torch.Tensor`, scalar): the batch mean of ``reconstruction_loss`` (what training minimises).
@@ -29,6 +30,9 @@ class AutoencoderOutput(BaseOutput):
     latents: torch.Tensor
     reconstruction_loss: torch.Tensor
     loss: torch.Tensor
+
+
+OUTPUT_ACTIVATIONS = ("clamp", "tanh")
 
 
 class AutoencoderModel(ModelMixin, ConfigMixin):
@@ -41,6 +45,12 @@ class AutoencoderModel(ModelMixin, ConfigMixin):
         latent_dim (`int`, defaults to 2): size of the code (2 draws a latent map without projection).
         block_out_channels (`tuple[int]`, defaults to `(32, 64)`): channels per resolution level; each level halves
             the image.
+        output_activation (`str`, defaults to `"clamp"`): how decoder outputs become pixels in [-1, 1]. ``"clamp"``:
+            the loss is the squared error of the raw (linear) output and decoding clamps it; ``"tanh"``: the squared
+            error of ``tanh(output)``. On MNIST (mostly black pixels) ``"tanh"`` collapses a 2-D-code autoencoder:
+            the first updates push the pre-activations to about -800, where tanh's gradient is zero, and every
+            reconstruction stays black (``scripts/reproduce.py --only mnist-autoencoder`` showed it); ``"clamp"``
+            keeps the gradient alive.
 
     Raises:
         ValueError: for sizes that do not fit (see `hfgen.models.conv.check_sizes`).
@@ -53,8 +63,13 @@ class AutoencoderModel(ModelMixin, ConfigMixin):
         in_channels: int = 1,
         latent_dim: int = 2,
         block_out_channels: tuple[int, ...] = (32, 64),
+        output_activation: str = "clamp",
     ):
         super().__init__()
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"output_activation {output_activation!r} is unknown; choose {', '.join(OUTPUT_ACTIVATIONS)}"
+            )
         self.encoder = ConvEncoder(sample_size, in_channels, block_out_channels, latent_dim)
         self.decoder = ConvDecoder(sample_size, in_channels, block_out_channels, latent_dim)
 
@@ -68,15 +83,19 @@ class AutoencoderModel(ModelMixin, ConfigMixin):
         return self.encoder(sample)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Codes `(B, latent_dim)` -> images `(B, C, H, W)` in [-1, 1] (tanh output)."""
-        return torch.tanh(self.decoder(latents))
+        """Codes `(B, latent_dim)` -> images `(B, C, H, W)` in [-1, 1] (see ``output_activation``)."""
+        return self._to_pixels(self.decoder(latents))
+
+    def _to_pixels(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(raw) if self.config.output_activation == "tanh" else raw.clamp(-1, 1)
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> AutoencoderOutput | tuple:
         """Encode and decode ``sample`` (`(B, C, H, W)` in [-1, 1]); see `AutoencoderOutput`."""
         latents = self.encode(sample)
-        reconstruction = self.decode(latents)
-        per_image = F.mse_loss(reconstruction.float(), sample.float(), reduction="none").flatten(1).mean(1)
+        raw = self.decoder(latents)
+        trained = torch.tanh(raw) if self.config.output_activation == "tanh" else raw
+        per_image = F.mse_loss(trained.float(), sample.float(), reduction="none").flatten(1).mean(1)
         output = AutoencoderOutput(
-            sample=reconstruction, latents=latents, reconstruction_loss=per_image, loss=per_image.mean()
+            sample=self._to_pixels(raw), latents=latents, reconstruction_loss=per_image, loss=per_image.mean()
         )
         return output if return_dict else output.to_tuple()

@@ -80,6 +80,10 @@ def list_checkpoints(output_dir: str) -> list[str]:
     return [path for _, path in sorted(found)]
 
 
+# what `--eval_steps` keeps over training (class metrics only where the features classify, e.g. digits, mnist)
+EVAL_HISTORY_KEYS = ("fid", "kid_mean", "precision", "recall", "coverage", "classes_covered", "class_entropy_bits")
+
+
 @dataclass
 class TrainingResult:
     """What `train` returns.
@@ -91,6 +95,8 @@ class TrainingResult:
         train_seconds (`float`): wall-clock seconds of this run's loop.
         step_seconds (`list[float]`): wall-clock seconds of each optimiser step of this run (data, forward, backward,
             update, EMA), without sample grids, evaluations and checkpoints.
+        eval_history (`dict`): with ``--eval_steps``, metric name (``EVAL_HISTORY_KEYS``) -> list of ``(step, value)``
+            for the whole run, resumed parts included.
     """
 
     output_dir: str
@@ -98,6 +104,7 @@ class TrainingResult:
     loss_history: dict = field(default_factory=dict)
     train_seconds: float = 0.0
     step_seconds: list = field(default_factory=list)
+    eval_history: dict = field(default_factory=dict)
 
 
 def parse_train_kwargs(objective: Objective, kwargs: dict):
@@ -572,8 +579,9 @@ class _Trainer:
         for model in self.unwrapped.values():
             model.train()
         self.best_fid = min(self.best_fid, metrics["fid"])
-        for key in ("fid", "kid_mean"):
-            self.eval_history.setdefault(key, []).append((step, metrics[key]))
+        for key in EVAL_HISTORY_KEYS:
+            if metrics.get(key) is not None:
+                self.eval_history.setdefault(key, []).append((step, float(metrics[key])))
         if args.logger != "none":
             self.accelerator.log(
                 {
@@ -829,4 +837,4 @@ class _Trainer:
             accelerator.print(f"Saved the trained pipeline to {self.output_dir} ({seconds:.0f} s of training).")
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        return TrainingResult(self.output_dir, global_step, self.history, seconds, step_seconds)
+        return TrainingResult(self.output_dir, global_step, self.history, seconds, step_seconds, self.eval_history)

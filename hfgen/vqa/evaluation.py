@@ -46,7 +46,7 @@ def score_answers(predictions: list[str], references: list[str], question_types:
 
     Returns:
         dict with ``rouge1``, ``rouge2``, ``rougeL``, ``exact_match`` (all in [0, 1]), ``num_questions`` and
-        ``per_type`` (kind -> {``exact_match``, ``rougeL``, ``count``}).
+        ``per_type`` (kind -> {``exact_match``, ``rouge1``, ``rougeL``, ``count``}).
 
     Raises:
         ValueError: for empty or mismatched lists.
@@ -76,6 +76,7 @@ def score_answers(predictions: list[str], references: list[str], question_types:
         "per_type": {
             kind: {
                 "exact_match": sum(exact[i] for i in idx) / len(idx),
+                "rouge1": sum(per_example["rouge1"][i] for i in idx) / len(idx),
                 "rougeL": sum(per_example["rougeL"][i] for i in idx) / len(idx),
                 "count": len(idx),
             }
