@@ -70,7 +70,7 @@ def train(model: str, output_dir: str, **flags):
         flags.update(train_batch_size=16, save_images_steps=1000, checkpointing_steps=1000, num_sample_images=4)
         flags.update(max_train_samples=64)
         if flags.get("eval_steps"):
-            flags.update(eval_steps=1, eval_num_images=100)
+            flags.update(eval_steps=1, eval_num_images=150)  # FID with 128 mnist features needs > 128
     return hfgen.train(model, output_dir=output_dir, overwrite_output_dir=True, logger="none", seed=0, **flags)
 
 
@@ -389,7 +389,7 @@ def mnist_ddpm(data_dir: str, out: str) -> tuple[str, list[str]]:
     from hfgen.metrics.evaluate import compare_samplers
 
     folder = os.path.join(out, "model")
-    count, num_images = steps(DDPM_BUDGET["steps"]), 64 if SMOKE else DDPM_BUDGET["images"]
+    count, num_images = steps(DDPM_BUDGET["steps"]), 150 if SMOKE else DDPM_BUDGET["images"]
     trained = 50 if SMOKE else 1000  # the smoke test trains 50 noise levels so that DDPM sampling stays short
     result = train(
         "ddpm", folder, train_data_dir=mnist_path(data_dir), max_train_steps=count, use_ema=True,
