@@ -799,6 +799,28 @@ def clevr_side_by_side(real: str, generated: str, path: str) -> str:
     return save_figure(fig, path)
 
 
+def readme_markers(name: str) -> tuple[str, str]:
+    """The HTML comments around recipe ``name``'s table in the README."""
+    return f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
+
+
+def update_readme_table(readme: str, name: str, table: str, seconds: float) -> None:
+    """Put ``table`` (and the measured wall time) between the recipe's markers in the README, so that the README
+    shows exactly what the last ``--update_docs`` run printed. A README without the markers is left alone."""
+    import re
+
+    begin, end = readme_markers(name)
+    with open(readme, encoding="utf-8") as handle:
+        text = handle.read()
+    if begin not in text or end not in text:
+        print(f"README.md has no {begin} ... {end} markers; table not copied", file=sys.stderr)
+        return
+    block = f"{begin}\nWall time of the recipe: {seconds / 60:.1f} min.\n\n{table}\n{end}"
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    with open(readme, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(RECIPES), default=None)
@@ -834,6 +856,7 @@ def main():
             shutil.copy(os.path.join(out, "table.md"), docs)
             for figure in figures:
                 shutil.copy(figure, docs)
+            update_readme_table(os.path.join(ROOT, "README.md"), name, table, seconds)
     with open(os.path.join(args.output_dir, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
 

@@ -127,3 +127,21 @@ def test_clevr_recipe_splits_by_image_and_compares_with_the_generator(tmp_path):
     assert not {q["image_filename"] for q in val} & {q["image_filename"] for q in train}
     assert "majority answer per question type" in table and "question type `query_material`" in table
     assert "images / questions | 267 / 2670 | 27 / 270" in table
+
+
+def test_readme_tables_are_the_ones_the_recipes_wrote():
+    """Each recipe's README block (between its markers) holds exactly docs/reproduce/NAME/table.md, as
+    `--update_docs` leaves it; a hand-edited number or a stale copy fails here. Runs without ../shared."""
+    readme = (ROOT / "README.md").read_text()
+    script = (ROOT / "scripts" / "reproduce.py").read_text()
+    names = re.findall(r'^@recipe\("([\w-]+)"\)', script, flags=re.M)
+    assert len(names) == 9
+    for name in names:
+        block = re.search(rf"<!-- reproduce:{name} -->\n(.*?)\n<!-- /reproduce:{name} -->", readme, flags=re.S)
+        assert block, f"README has no table block for {name}"
+        written = ROOT / "docs" / "reproduce" / name / "table.md"
+        if not written.exists():
+            assert block.group(1) == "Not run yet.", name
+            continue
+        assert re.match(r"Wall time of the recipe: \d+\.\d min\.\n\n", block.group(1)), name
+        assert block.group(1).split("\n\n", 1)[1].strip() == written.read_text().strip(), name
