@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import hfgen
-from hfgen.errors import UnknownNameError
+from hfgen.errors import ConfigurationError, UnknownNameError
 from hfgen.metrics.features import DigitsClassifier, load_feature_extractor
 from hfgen.metrics.image_quality import (
     MetricScorer,
@@ -302,3 +302,14 @@ def test_training_with_eval_steps_logs_fid_and_keeps_the_best(tmp_path, tiny_ddp
     assert best["fid"] == pytest.approx(state["best_fid"])
     with pytest.raises(ValueError, match="--save_best needs --eval_steps"):
         hfgen.train("ddpm", output_dir=str(tmp_path / "x"), max_train_steps=1, **dict(tiny_ddpm, save_best=True))
+    # coverage and the class metrics of the digits classifier are kept over training too, not only FID
+    assert {"fid", "kid_mean", "coverage", "classes_covered", "class_entropy_bits"} <= set(state["eval_history"])
+    assert all(1 <= v <= 10 for _, v in state["eval_history"]["classes_covered"])
+
+
+def test_too_few_eval_images_for_fid_is_refused_before_training(tmp_path, tiny_ddpm):
+    out = tmp_path / "few"
+    with pytest.raises(ConfigurationError, match=r"--eval_num_images 20 is too few for FID with \d+-dimensional"):
+        flags = dict(tiny_ddpm, eval_steps=2, eval_num_images=20)
+        hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, **flags)
+    assert not (out / "checkpoints").exists()  # refused before the first step, not at the first evaluation

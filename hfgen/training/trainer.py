@@ -551,9 +551,30 @@ class _Trainer:
         save_image_grid(images, path)
         self.last_grid = path
 
+    def _make_scorer(self):
+        """The `MetricScorer` of ``--eval_steps``: the training data's reference and features (``auto``) or the
+        ones named by ``--eval_reference`` / ``--eval_features``.
+
+        Raises:
+            ConfigurationError: ``--eval_num_images`` is too few for FID in the features' dimension.
+        """
+        from hfgen.metrics.image_quality import DATA_KEYS, MetricScorer, minimum_samples, resolve_features
+
+        args, data = self.args, self.data_args
+        spec = {key: getattr(data, key) for key in DATA_KEYS}
+        reference = spec if args.eval_reference == "auto" else args.eval_reference
+        features = resolve_features(args.eval_features, spec, data.num_channels, data.resolution)
+        scorer = MetricScorer(reference, features, data.resolution, data.num_channels, seed=args.seed)
+        dims = int(scorer.reference_features.shape[1])
+        if args.eval_num_images < minimum_samples("fid", dims):
+            raise ConfigurationError(
+                f"--eval_num_images {args.eval_num_images} is too few for FID with {dims}-dimensional "
+                f"{scorer.features_name} features; use --eval_num_images {minimum_samples('fid', dims)} or more"
+            )
+        return scorer
+
     def _evaluate(self, step: int):
         """FID/KID of ``--eval_num_images`` samples (the objective's periodic sampler), logged; best kept."""
-        from hfgen.metrics.image_quality import MetricScorer
 
         args = self.args
         for model in self.unwrapped.values():
@@ -563,12 +584,7 @@ class _Trainer:
             generator = torch.Generator().manual_seed(derived_seed(args.seed, "eval"))
             images = self.objective.sample_images(pipeline, args.eval_num_images, generator)
             if self.scorer is None:
-                from hfgen.metrics.image_quality import DATA_KEYS, resolve_features
-
-                spec = {key: getattr(self.data_args, key) for key in DATA_KEYS}
-                reference = spec if args.eval_reference == "auto" else args.eval_reference
-                features = resolve_features(args.eval_features, spec, images.shape[1], images.shape[-1])
-                self.scorer = MetricScorer(reference, features, images.shape[-1], images.shape[1], seed=args.seed)
+                self.scorer = self._make_scorer()
             metrics = self.scorer.score(images)
             improved = metrics["fid"] < self.best_fid
             if args.save_best and improved:
@@ -676,6 +692,8 @@ class _Trainer:
                 f"{self.objective.name} cannot generate new images, so --eval_steps (FID during training) does not "
                 "apply; drop --eval_steps"
             )
+        if args.eval_steps and accelerator.is_main_process:
+            self.scorer = self._make_scorer()  # before training: a bad --eval_num_images must not cost a run
         set_seed(args.seed)
         models = self.objective.build_models(context)
         context.num_parameters = sum(p.numel() for m in models.values() for p in m.parameters())
