@@ -3,21 +3,36 @@
     python scripts/reproduce.py [--only NAME ...] [--data_dir ../shared/data] [--output_dir outputs/reproduce]
 
 Each recipe trains through `hfgen.train`, measures with hfgen's own evaluation code, prints its markdown table and
-its wall time, and writes ``OUTPUT_DIR/NAME/table.md`` plus its figures (copied to ``docs/figures/NAME/`` with
+its wall time, and writes ``OUTPUT_DIR/NAME/table.md`` plus its figures (copied to ``docs/reproduce/NAME/`` with
 ``--update_docs``, the files the README links). Seed 0 everywhere; run alone on the machine (2 CPU cores: a second
 busy process slows PyTorch 10-50x).
 
-Recipes (``--only``):
+Recipes (``--only``), each within 15 minutes on 2 CPU cores:
 - ``mnist-autoencoder``: a 2-D-code autoencoder on MNIST's 8,000 train images: the held-out latent map coloured by
   digit, the decoded manifold, and which digits overlap in the code (k-NN confusions of the held-out codes).
 - ``mnist-vae``: VAEs with ``--latent_dim 2`` and ``--latent_dim 100``: prior samples side by side, FID and coverage
   (``mnist`` features, 1,000 samples against the 2,000 held-out images, with the real-data floor) and held-out
   negative ELBO.
+- ``mnist-dcgan``: DCGAN without and with label smoothing + instance noise: classes covered, class entropy and FID
+  over training (``--eval_steps``), the discriminator's accuracy, final FID and coverage.
+- ``mnist-wgan``: WGAN (clipping) and WGAN-GP: the Wasserstein estimate beside FID over training, and how well
+  they agree (rank correlation).
+- ``mnist-ddpm``: a CPU-sized DDPM sampled with DDPM-1000, DDIM-50 and <= 25-step samplers: FID, precision,
+  coverage and images/s on the same seed and count, against the floor.
 - ``celeba-smile``: VAE and β-VAE (β = 4) on the 9,000 CelebA train faces (64x64 centre crops): held-out
   reconstructions and prior samples, the smile vector added to held-out non-smiling faces (α from -1.5 to 2), the
   latent dimension that best separates smiling from non-smiling faces and its traversal, and the attribute-transfer
   rate: the share of held-out non-smiling faces the ``celeba`` classifier calls smiling after +v (and the reverse),
   against its rate on the unedited reconstructions, with the share of the other 39 predicted attributes that changed.
+- ``flow-ood-mnist`` / ``flow-ood-cifar``: Real NVP trained on MNIST (CIFAR-10), scored on its held-out part and on
+  CIFAR-10 (MNIST), constant and noise images: likelihood histograms and AUROC of the NLL, typicality and
+  complexity scores; for CIFAR-10 also held-out bits/dim next to PNG's.
+- ``clevr-vqa``: real CLEVR split by image (217 / 50); the tiny PaliGemma + LoRA before and after fine-tuning
+  against the majority answer per question type (ROUGE-1/L, exact match); real CLEVR's question-type, answer, object
+  and material distributions next to the offline generator's.
+
+With ``--update_docs`` each recipe's table also replaces the one between its ``<!-- reproduce:NAME -->`` markers in
+README.md.
 """
 
 from __future__ import annotations
