@@ -803,18 +803,21 @@ def clevr_side_by_side(real: str, generated: str, path: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     from hfgen.data.clevr import load_clevr
     from hfgen.plotting import save_figure
 
-    fig, axes = plt.subplots(2, 4, figsize=(14, 5.4), dpi=100)
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6.2), dpi=100)
     for row, (root, label) in enumerate(((real, "real CLEVR"), (generated, "generated"))):
         dataset = load_clevr(root, "train")
         for column, ax in enumerate(axes[row]):
             item = dataset[column * 10]
             ax.imshow(item["image"])
-            ax.set_title(f"{label}: {item['question'][:60]}\n→ {item['answer']}", fontsize=7)
+            question = textwrap.fill(f"{label}: {item['question']}", 48)
+            ax.set_title(f"{question}\n→ {item['answer']}", fontsize=7)
             ax.axis("off")
     return save_figure(fig, path)
 
