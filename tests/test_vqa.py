@@ -140,10 +140,12 @@ def test_scores_and_majority_baseline():
     scores = score_answers(["yes", "Two", "the red cube", "no"], ["yes", "2", "cube", "yes"],
                            ["exist", "count", "query_shape", "exist"])  # fmt: skip
     assert scores["exact_match"] == pytest.approx(0.5)  # "Two" -> "2"; "the red cube" is not "cube"
-    assert scores["per_type"]["exist"] == {"exact_match": 0.5, "rougeL": 0.5, "count": 2}
+    assert scores["per_type"]["exist"] == {"exact_match": 0.5, "rouge1": 0.5, "rougeL": 0.5, "count": 2}
     from rouge_score import rouge_scorer
 
     direct = rouge_scorer.RougeScorer(["rougeL"]).score("cube", "red cube")["rougeL"].fmeasure
+    unigram = rouge_scorer.RougeScorer(["rouge1"]).score("cube", "red cube")["rouge1"].fmeasure
+    assert scores["per_type"]["query_shape"]["rouge1"] == pytest.approx(unigram)
     assert scores["rougeL"] == pytest.approx((1 + 1 + direct + 0) / 4)
     majority = majority_answers(["yes", "no", "no", "2", "3", "3", "1"], ["exist"] * 3 + ["count"] * 4)
     assert majority == {"": "3", "exist": "no", "count": "3"} or majority["exist"] == "no"
