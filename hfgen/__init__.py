@@ -2,6 +2,8 @@
 
 Public API:
     - `train(model, **flags)`: the one training loop (`hfgen train MODEL` in Python).
+    - `compare(models=..., budget_minutes=...)`: every family on the same data and budget, measured side by side
+      (`hfgen compare`).
     - `load_pipeline(path_or_repo_id)`: the right pipeline for any hfgen output folder.
     - `load_image_dataset(...)`: digits (default), image folders, .npy arrays, save_to_disk folders, Hub data sets;
       `open_image_source(...)`: the same with fixed train/held-out parts and attribute labels, decoded on demand.
@@ -13,6 +15,7 @@ Public API:
 
 __version__ = "0.1.0"
 
+from hfgen.comparison import compare  # noqa: E402
 from hfgen.data.images import load_image_dataset, open_image_source  # noqa: E402
 from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
 from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel  # noqa: E402
@@ -48,6 +51,7 @@ __all__ = [
     "VAEModel",
     "VAEPipeline",
     "__version__",
+    "compare",
     "load_image_dataset",
     "load_pipeline",
     "make_scheduler",

@@ -10,6 +10,7 @@ one line ``hfgen: error: ...`` with exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -21,6 +22,9 @@ commands:
   train MODEL [flags]        train a model (models: {models}); `hfgen train MODEL --help` lists the flags
   sample OUTPUT_DIR [flags]  sample a trained folder; `hfgen sample --help` lists the flags
   evaluate OUTPUT_DIR        FID/KID/CMMD/precision/recall/density/coverage + speed, next to the real-data floor
+  compare [--models vae,dcgan,...] [--budget_minutes M | --max_train_steps N] [data flags]
+                             train every family on the same data and budget; quality, coverage, speed and
+                             likelihood side by side (compare.md/.json, trilemma.png, samples.png)
   compare-samplers OUTPUT_DIR
                              quality and speed of DDPM, DDIM and DPM-Solver++ step counts on one model
   ood OUTPUT_DIR --out SET   out-of-distribution detection with a flow's likelihood (AUROC of 3 scores)
@@ -240,6 +244,58 @@ def _compare_samplers(argv: list[str]) -> None:
     print(f"wrote sampler_comparison.md, .json and .png into {args.output_dir} ({len(rows)} samplers)")
 
 
+def _compare(argv: list[str]) -> None:
+    from transformers import HfArgumentParser
+
+    from hfgen.comparison import CompareArguments, compare
+    from hfgen.training.arguments import DataArguments
+
+    parser = HfArgumentParser(
+        [CompareArguments, DataArguments],
+        prog="hfgen compare",
+        description="Train every family on the same data and budget, then measure quality (FID, precision), "
+        "coverage (recall, coverage, classes), speed (NFE, images/s) and likelihood side by side: compare.md, "
+        "compare.json, trilemma.png, samples.png.",
+    )
+    try:
+        args, data_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as err:  # the dataclasses' __post_init__ checks
+        raise CommandLineError(str(err)) from None
+    data_flags = {
+        f.name: getattr(data_args, f.name)
+        for f in dataclasses.fields(DataArguments)
+        if getattr(data_args, f.name) != f.default
+    }
+    rows = compare(
+        models=args.models,
+        budget_minutes=args.budget_minutes,
+        max_train_steps=args.max_train_steps,
+        num_images=args.num_images,
+        output_dir=args.output_dir,
+        retrain=args.retrain,
+        seed=args.seed,
+        features=args.features,
+        family_flags=args.family_flags,
+        command="hfgen compare " + " ".join(argv),
+        **data_flags,
+    )
+    failed = [row for row in rows if row["status"] != "ok"]
+    folder = args.output_dir or _compare_default_dir(data_args)
+    with open(os.path.join(folder, "compare.md")) as handle:
+        print(handle.read())
+    print(f"wrote compare.md, compare.json, trilemma.png and samples.png into {folder}")
+    if failed and (args.strict or len(failed) == len(rows)):
+        print(f"hfgen: {len(failed)} famil{'y' if len(failed) == 1 else 'ies'} failed: "
+              + ", ".join(row["model"] for row in failed), file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+
+
+def _compare_default_dir(data_args) -> str:
+    from hfgen.training.trainer import _dataset_label
+
+    return os.path.join("outputs", f"compare-{_dataset_label(data_args)}")
+
+
 def _explore(argv: list[str]) -> None:
     from hfgen.explore import explore
 
@@ -333,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         "sample": _sample,
         "evaluate": _evaluate,
         "compare-samplers": _compare_samplers,
+        "compare": _compare,
         "explore": _explore,
         "ood": _ood,
         "vqa": _vqa,

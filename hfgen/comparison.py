@@ -1,0 +1,552 @@
+"""`hfgen compare`: train every model family on the same data and budget, then measure the generative-model trilemma.
+
+The trilemma (quality, mode coverage, sampling speed; e.g. Xiao et al. 2022, "Tackling the Generative Learning
+Trilemma with Denoising Diffusion GANs") is usually drawn by hand. `compare` measures it: each family is trained with
+its recipe defaults (`RECIPE_FLAGS`) into ``OUTPUT_DIR/<model>/`` (a normal hfgen output folder), sampled with its
+default sampler (DDPM also with DDIM-50 and the best of `FAST_SAMPLERS`), and scored by `evaluate_pipeline` against
+the real-data floor. Results: ``compare.md``, ``compare.json``, ``trilemma.png`` and ``samples.png`` in
+``OUTPUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import typing
+from dataclasses import dataclass, field
+
+from hfgen.errors import HfgenError, UnknownNameError
+
+# families that sample images (the autoencoder has no prior to sample from)
+FAMILIES = ("vae", "gan", "dcgan", "wgan", "wgan-gp", "realnvp", "ncsn", "ddpm")
+DEFAULT_MODELS = ("vae", "dcgan", "wgan-gp", "realnvp", "ncsn", "ddpm")
+# the flags each family's README recipe adds to the family defaults
+RECIPE_FLAGS = {
+    "ddpm": {"use_ema": True},
+    "ncsn": {"use_ema": True},
+    "dcgan": {"label_smoothing": 0.1, "instance_noise": 0.2},
+}
+# what "the family's default sampler" is, as labelled in the outputs
+DEFAULT_SAMPLERS = {"vae": "prior", "gan": "generator", "dcgan": "generator", "wgan": "generator",
+                    "wgan-gp": "generator", "realnvp": "inverse flow", "ncsn": "annealed Langevin"}  # fmt: skip
+FAST_SAMPLERS = [("ddim", 25), ("dpmsolver++", 20), ("unipc", 20), ("dpmsolver++", 10)]  # the best <= 25 steps
+DEFAULT_BUDGET_MINUTES = 4.0
+SPEED_BATCH = 64  # images/s are measured sampling batches of this size
+SHOWN_PER_MODEL = 12  # samples per row of samples.png
+CALIBRATION_STEPS = 12  # optimiser steps timed to turn a wall-clock budget into a step count
+SPEED_DECADES = 4.0  # trilemma.png: speed score falls from 1 (fastest) to 0 over this many factors of 10
+TRAINING_RECORD = "compare_training.json"
+MEASURES = (
+    "fid", "kid_mean", "precision", "recall", "density", "coverage", "classes_covered", "class_entropy_bits",
+)  # fmt: skip
+
+
+@dataclass
+class CompareArguments:
+    """Flags of `hfgen compare` (the data flags are those of `hfgen train`)."""
+
+    models: str = field(
+        default=",".join(DEFAULT_MODELS),
+        metadata={"help": f"Comma-separated families to compare; valid: {', '.join(FAMILIES)}."},
+    )
+    budget_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": f"Wall-clock training budget per family in minutes (default {DEFAULT_BUDGET_MINUTES:g} unless "
+            "--max_train_steps is given). The step count is set from the timed first steps of each family."
+        },
+    )
+    max_train_steps: int | None = field(
+        default=None, metadata={"help": "Train every family for this many optimiser steps instead of a time budget."}
+    )
+    num_images: int = field(default=1000, metadata={"help": "Images sampled per family and sampler for the metrics."})
+    output_dir: str | None = field(default=None, metadata={"help": "Default: outputs/compare-<data>."})
+    retrain: bool = field(default=False, metadata={"help": "Train again even where OUTPUT_DIR/<model> is trained."})
+    strict: bool = field(default=False, metadata={"help": "Exit with code 1 when any family failed."})
+    seed: int = field(default=0, metadata={"help": "Seed of training and of the sampling noise."})
+    features: str = field(default="auto", metadata={"help": "Feature extractor of the metrics (see hfgen evaluate)."})
+    family_flags: str | None = field(
+        default=None,
+        metadata={
+            "help": "Extra `hfgen train` flags for single families, e.g. 'ddpm.learning_rate=2e-4;vae.latent_dim=8' "
+            "(lists with commas: 'ddpm.block_out_channels=16,32,64')."
+        },
+    )
+
+    def __post_init__(self):
+        parse_models(self.models)
+        if self.budget_minutes is not None and self.max_train_steps is not None:
+            raise ValueError("give either --budget_minutes or --max_train_steps, not both")
+        if self.budget_minutes is not None and not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):
+            raise ValueError(f"--budget_minutes must be a positive number of minutes, got {self.budget_minutes:g}")
+        if self.max_train_steps is not None and self.max_train_steps <= 0:
+            raise ValueError(f"--max_train_steps must be a positive integer, got {self.max_train_steps}")
+        if self.num_images < 2:
+            raise ValueError(f"--num_images must be at least 2, got {self.num_images}")
+        parse_family_flags(self.family_flags, parse_models(self.models))
+
+
+def parse_models(spec: str) -> list[str]:
+    """``"vae, dcgan"`` -> ``["vae", "dcgan"]``.
+
+    Raises:
+        UnknownNameError: for a name that is not in `FAMILIES` (the message lists them), or an empty list.
+    """
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        what = f"unknown model family {unknown[0]!r}" if unknown else "--models is empty"
+        raise UnknownNameError(f"{what}; valid families: {', '.join(FAMILIES)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_family_flags(spec: str | None, models: list[str]) -> dict[str, dict[str, str]]:
+    """``"ddpm.learning_rate=2e-4;vae.latent_dim=8"`` -> ``{"ddpm": {"learning_rate": "2e-4"}, "vae": {...}}``.
+
+    Values stay strings here; `_typed_flags` converts them with the family's argument types.
+
+    Raises:
+        ValueError: for an entry that is not ``MODEL.FLAG=VALUE`` or names a model that is not compared.
+    """
+    flags: dict[str, dict[str, str]] = {}
+    for item in (spec or "").split(";"):
+        if not item.strip():
+            continue
+        key, sep, value = item.strip().partition("=")
+        model, dot, flag = key.strip().rpartition(".")
+        if not sep or not dot or not model or not flag:
+            raise ValueError(
+                f"--family_flags entries look like MODEL.FLAG=VALUE (e.g. vae.latent_dim=8), got {item!r}"
+            )
+        if model not in models:
+            raise ValueError(f"--family_flags names {model!r}, which is not in --models ({', '.join(models)})")
+        flags.setdefault(model, {})[flag.strip().lstrip("-")] = value.strip()
+    return flags
+
+
+def _convert(value: str, hint, flag: str):
+    """Convert one flag value to its dataclass annotation (``int``, ``float``, ``bool``, lists, Optional)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint):
+        if value.lower() == "none":
+            return None
+        hint = args[0] if len(args) == 1 else str
+    origin = typing.get_origin(hint)
+    if origin is list:
+        inner = typing.get_args(hint)[0] if typing.get_args(hint) else str
+        return [_convert(part, inner, flag) for part in value.split(",") if part.strip()]
+    if hint is bool:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"--{flag} takes true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"--{flag} takes a {hint.__name__}, got {value!r}") from None
+    return value
+
+
+def _typed_flags(objective, flags: dict[str, str]) -> dict:
+    from hfgen.training.arguments import DataArguments, TrainingArguments
+
+    hints = {}
+    for cls in (DataArguments, TrainingArguments, objective.arguments_class):
+        if cls is not None:
+            hints.update(typing.get_type_hints(cls))
+    typed = {}
+    for flag, value in flags.items():
+        if flag not in hints:
+            raise ValueError(f"`hfgen train {objective.name}` has no flag --{flag}")
+        typed[flag] = _convert(value, hints[flag], flag)
+    return typed
+
+
+def _versions() -> dict:
+    import diffusers
+    import torch
+
+    from hfgen import __version__
+
+    return {"hfgen": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def _num_parameters(pipeline) -> dict:
+    import torch
+
+    counts = {name: sum(p.numel() for p in module.parameters())
+              for name, module in pipeline.components.items() if isinstance(module, torch.nn.Module)}  # fmt: skip
+    sampling = sum(n for name, n in counts.items() if name not in ("critic", "discriminator"))
+    return {"num_parameters": sum(counts.values()), "num_sampling_parameters": sampling}
+
+
+def _training_signature(name: str, data_args, steps: int | None, budget_minutes: float | None, flags: dict, seed: int):
+    return {"model": name, "data": dataclasses.asdict(data_args), "max_train_steps": steps,
+            "budget_minutes": budget_minutes, "family_flags": flags, "seed": seed}  # fmt: skip
+
+
+def _calibrated_steps(name: str, data_args, flags: dict, budget_minutes: float, seed: int) -> tuple[int, float]:
+    """Steps that fit ``budget_minutes``, from the median time of `CALIBRATION_STEPS` timed optimiser steps."""
+    from hfgen.training.trainer import train
+
+    with tempfile.TemporaryDirectory(prefix=f"hfgen-calibrate-{name}-") as folder:
+        kwargs = {**dataclasses.asdict(copy.deepcopy(data_args)), **flags, "output_dir": folder,
+                  "max_train_steps": CALIBRATION_STEPS, "seed": seed, "logger": "none"}  # fmt: skip
+        result = train(name, **kwargs)
+    timed = sorted(result.step_seconds[2:] or result.step_seconds)
+    per_step = timed[len(timed) // 2]
+    return max(1, int(budget_minutes * 60 / per_step)), per_step
+
+
+def _train_family(name, folder, data_args, flags, max_train_steps, budget_minutes, seed, retrain) -> dict:
+    """Train ``name`` into ``folder`` unless it holds a comparison run with the same settings; return its record."""
+    from hfgen.training.trainer import train
+
+    record_path = os.path.join(folder, TRAINING_RECORD)
+    signature = _training_signature(name, data_args, max_train_steps, budget_minutes, flags, seed)
+    if not retrain and os.path.isfile(record_path) and os.path.isfile(os.path.join(folder, "model_index.json")):
+        with open(record_path) as handle:
+            record = json.load(handle)
+        if record.get("signature") != signature:
+            raise HfgenError(
+                f"{folder} was trained with other settings ({TRAINING_RECORD}); pass --retrain to train it again "
+                "or choose another --output_dir"
+            )
+        record["reused"] = True
+        return record
+    if os.path.isfile(record_path):
+        os.remove(record_path)  # the folder counts as trained again only once this run has finished
+    steps, per_step = max_train_steps, None
+    if steps is None:
+        steps, per_step = _calibrated_steps(name, data_args, flags, budget_minutes, seed)
+    kwargs = {**dataclasses.asdict(copy.deepcopy(data_args)), **flags, "output_dir": folder,
+              "overwrite_output_dir": True, "max_train_steps": steps, "seed": seed}  # fmt: skip
+    result = train(name, **kwargs)
+    record = {"signature": signature, "train_steps": result.global_step, "train_seconds": result.train_seconds,
+              "calibrated_seconds_per_step": per_step}  # fmt: skip
+    tmp = record_path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(record, handle, indent=2)
+    os.replace(tmp, record_path)  # written last: its presence means the folder is completely trained
+    record["reused"] = False
+    return record
+
+
+def _row(name: str, sampler: str, metrics: dict, record: dict, params: dict) -> dict:
+    floor = metrics.get("real_data_floor", {})
+    row = {"model": name, "sampler": sampler, "status": "ok", "error": None}
+    row.update({key: metrics.get(key) for key in MEASURES})
+    row.update(
+        fid_floor=floor.get("fid"), precision_floor=floor.get("precision"), recall_floor=floor.get("recall"),
+        coverage_floor=floor.get("coverage"), floor_num_images=floor.get("num_images"), nfe=metrics["nfe"],
+        images_per_second=metrics["images_per_second"], num_images=metrics["num_images"],
+        features=metrics.get("features"), train_seconds=record.get("train_seconds"),
+        train_steps=record.get("train_steps"), reused=record.get("reused"), **params,
+        bits_per_dim=metrics.get("bits_per_dim"),
+        likelihood=("exact" if "nll_nats" in metrics else "negative ELBO bound")
+        if metrics.get("bits_per_dim") is not None else None,
+    )  # fmt: skip
+    return row
+
+
+def _measure_family(name: str, folder: str, record: dict, num_images: int, features: str, seed: int):
+    """Rows (one per sampler) and the `SHOWN_PER_MODEL` first samples of each, for a trained folder."""
+    from hfgen.metrics.evaluate import _sample, evaluate_pipeline
+    from hfgen.pipelines import load_pipeline
+
+    pipeline = load_pipeline(folder)
+    params = _num_parameters(pipeline)
+    configs: list[tuple[str | None, int | None, str]] = [(None, None, "default")]
+    if name == "ddpm":
+        trained = pipeline.scheduler.config.num_train_timesteps
+        configs = [("ddpm", trained, f"ddpm-{trained}"), ("ddim", 50, "ddim-50")]
+        configs += [(sampler, steps, f"{sampler}-{steps}") for sampler, steps in FAST_SAMPLERS]
+    rows, shown = [], []
+    for scheduler, steps, label in configs:
+        metrics = evaluate_pipeline(folder, num_images=num_images, scheduler=scheduler, num_inference_steps=steps,
+                                    features=features, batch_size=SPEED_BATCH, seed=seed)  # fmt: skip
+        if label == "default":
+            label = DEFAULT_SAMPLERS.get(name, "default")
+            if metrics["nfe"] > 1:
+                label += f", {metrics['nfe']} steps"
+        rows.append(_row(name, label, metrics, record, params))
+        sample, _ = _sample(pipeline, SHOWN_PER_MODEL, scheduler, steps, SHOWN_PER_MODEL, seed)
+        shown.append(sample.images[:SHOWN_PER_MODEL].cpu())
+    if name == "ddpm":  # keep DDPM-1000, DDIM-50 and the best of the fast samplers
+        fast = rows[2:]
+        best = min(range(len(fast)), key=lambda i: fast[i]["fid"])
+        fast[best]["sampler"] += " (best <= 25 steps)"
+        rows, shown = rows[:2] + [fast[best]], shown[:2] + [shown[2 + best]]
+    return rows, shown
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def compare_markdown(rows: list[dict], header: dict) -> str:
+    """The comparison table (one row per family and sampler, failures included) with the real-data floor."""
+    lines = [
+        f"# The trilemma, measured: {header['data']} ({header['budget']}, {header['num_images']} images per "
+        f"sampler, seed {header['seed']})",
+        "",
+        f"Command: `{header['command']}`",
+        "",
+        "| model (sampler) | FID (x floor) | precision | recall | coverage | classes / entropy (bits) | NFE | "
+        f"images/s (batch {SPEED_BATCH}) | training | parameters | bits/dim |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    floor = None
+    for row in rows:
+        label = f"{row['model']} ({row['sampler']})" if row.get("sampler") else row["model"]
+        if row["status"] != "ok":
+            lines.append(f"| {label} | failed: {row['error']} | | | | | | | | | |")
+            continue
+        floor = floor or row
+        classes = ("n/a" if row["classes_covered"] is None
+                   else f"{row['classes_covered']} / {row['class_entropy_bits'] + 0.0:.2f}")  # fmt: skip
+        bpd = _fmt(row["bits_per_dim"], ".3f") + (
+            " (ELBO bound)" if row["likelihood"] == "negative ELBO bound" else ""
+        )
+        lines.append(
+            f"| {label} | {row['fid']:.2f} ({row['fid'] / row['fid_floor']:.1f}x) | {row['precision']:.3f} | "
+            f"{row['recall']:.3f} | {row['coverage']:.3f} | {classes} | {row['nfe']} | "
+            f"{row['images_per_second']:.1f} | {_fmt(row['train_seconds'] and row['train_seconds'] / 60, '.1f')} min, "
+            f"{row['train_steps']} steps | {row['num_parameters']:,} | {bpd} |"
+        )
+    if floor is not None:
+        lines.append(
+            f"| real-data floor ({floor['floor_num_images']} held-out images) | {floor['fid_floor']:.2f} | "
+            f"{floor['precision_floor']:.3f} | {floor['recall_floor']:.3f} | {floor['coverage_floor']:.3f} "
+            "| | | | | | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def trilemma_scores(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
+    """``"model (sampler)"`` -> ``(quality, coverage, speed)`` in [0, 1], 1 being the outer edge.
+
+    quality = floor FID / FID; coverage = coverage / floor coverage (capped at 1); speed = 1 at the fastest
+    sampler, minus 1 / `SPEED_DECADES` per factor of 10 slower (at least 0.02 so that the triangle stays visible).
+    """
+    ok = [row for row in rows if row["status"] == "ok"]
+    fastest = max((row["images_per_second"] for row in ok), default=1.0)
+    scores = {}
+    for row in ok:
+        quality = min(1.0, row["fid_floor"] / max(row["fid"], 1e-9))
+        coverage = min(1.0, row["coverage"] / max(row["coverage_floor"], 1e-9))
+        speed = max(0.02, 1 - math.log10(fastest / row["images_per_second"]) / SPEED_DECADES)
+        scores[f"{row['model']} ({row['sampler']})"] = (quality, coverage, speed)
+    return scores
+
+
+def plot_trilemma(rows: list[dict], path: str, title: str) -> str:
+    """One triangle per family and sampler: quality, coverage and speed, normalised by `trilemma_scores`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scores = trilemma_scores(rows)
+    failed = [row for row in rows if row["status"] != "ok"]
+    count = len(scores) + len(failed)
+    ncols = min(4, max(1, count))
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.3 * nrows + 1.0), dpi=100, squeeze=False)
+    angles = np.deg2rad([90, 210, 330])
+    corners = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    names = ("quality", "coverage", "speed")
+    by_label = {f"{row['model']} ({row['sampler']})": row for row in rows if row["status"] == "ok"}
+    for ax, (label, values) in zip(axes.flat, scores.items()):
+        ax.fill(*corners.T, color="0.93", edgecolor="0.6", linestyle="--")
+        for corner, name in zip(corners, names):
+            ax.plot([0, corner[0]], [0, corner[1]], color="0.8", linewidth=0.8)
+            ax.text(*(corner * 1.17), name, ha="center", va="center", fontsize=9)
+        points = corners * np.maximum(np.asarray(values), 0.02)[:, None]
+        ax.fill(*points.T, alpha=0.55, color="tab:blue", edgecolor="tab:blue", linewidth=1.5)
+        for corner, value in zip(corners, values):
+            ax.text(*(corner * 0.5 + np.array([0.0, -0.1])), f"{value:.2f}", ha="center", fontsize=8, color="0.25")
+        row = by_label[label]
+        ax.set_title(label, fontsize=10, fontweight="bold")
+        ax.text(0, -0.72, f"FID {row['fid']:.1f} ({row['fid'] / row['fid_floor']:.1f}x floor)\ncoverage "
+                f"{row['coverage']:.2f}, {row['images_per_second']:.3g} images/s", ha="center", va="top",
+                fontsize=8)  # fmt: skip
+    for ax, row in zip(list(axes.flat)[len(scores) :], failed):
+        ax.set_title(row["model"], fontsize=10, fontweight="bold")
+        ax.text(0, 0, "failed:\n" + "\n".join(_wrap(row["error"] or "", 34)[:6]), ha="center", va="center",
+                fontsize=8, color="tab:red")  # fmt: skip
+    for ax in axes.flat:
+        ax.set_xlim(-1.35, 1.35)
+        ax.set_ylim(-1.25, 1.3)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    explanation = (
+        "Dashed outer edge: the real-data floor (quality = floor FID / FID; coverage = coverage / floor coverage) "
+        f"and the fastest sampler (speed: -1/{SPEED_DECADES:g} per 10x slower). Bigger is better on every axis."
+    )
+    fig.suptitle(title + "\n" + "\n".join(_wrap(explanation, int(42 * ncols))), fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".strip()
+
+
+def compare(
+    models: str | list[str] = DEFAULT_MODELS,
+    budget_minutes: float | None = None,
+    max_train_steps: int | None = None,
+    num_images: int = 1000,
+    output_dir: str | None = None,
+    retrain: bool = False,
+    seed: int = 0,
+    features: str = "auto",
+    family_flags: str | dict | None = None,
+    command: str | None = None,
+    **data_flags,
+) -> list[dict]:
+    """Train every family on the same data and budget, sample and score each, write the comparison.
+
+    Args:
+        models (`str` or `list[str]`): families from `FAMILIES` (``"vae,dcgan"`` or a list).
+        budget_minutes (`float`, *optional*): wall-clock training minutes per family (default
+            `DEFAULT_BUDGET_MINUTES` when ``max_train_steps`` is not given); the step count comes from the median time
+            of `CALIBRATION_STEPS` timed steps, so the learning-rate schedule still ends on time.
+        max_train_steps (`int`, *optional*): the same step count for every family instead.
+        num_images (`int`): images per family and sampler for the metrics (FID needs more than the feature size).
+        output_dir (`str`, *optional*): default ``outputs/compare-<data>``; each family trains into
+            ``output_dir/<model>/`` and is reused on the next call when its settings are the same.
+        retrain (`bool`): train every family again. seed (`int`): training seed and sampling noise.
+        features (`str`): see `hfgen.metrics.evaluate.evaluate_pipeline`.
+        family_flags (`str` or `dict`, *optional*): extra flags per family, ``"vae.latent_dim=8;ddpm.use_ema=false"``
+            or ``{"vae": {"latent_dim": "8"}}``.
+        command (`str`, *optional*): recorded in the outputs (default: the equivalent `hfgen compare` line).
+        **data_flags: any data flag of `hfgen train` (``train_data_dir``, ``resolution``, ...).
+
+    Returns:
+        rows (dicts): per family and sampler ``model``, ``sampler``, ``status`` (``"ok"`` or ``"failed"``), ``error``,
+        ``fid``, ``fid_floor``, ``precision``, ``recall``, ``coverage`` (+ floors), ``classes_covered``,
+        ``class_entropy_bits``, ``nfe``, ``images_per_second`` (batches of 64), ``train_seconds``, ``train_steps``,
+        ``num_parameters`` (every network, critics included), ``num_sampling_parameters``, ``bits_per_dim`` (held-out,
+        exact for flows, the negative-ELBO bound for the VAE, else None). A family that fails is one row with
+        ``status="failed"`` and the first line of its error; the others still run.
+
+    Raises:
+        UnknownNameError: an unknown family. ValueError: bad budget, flags or data flags (before anything trains).
+    """
+    from tqdm.auto import tqdm
+
+    from hfgen.training.arguments import DataArguments
+    from hfgen.training.trainer import _dataset_label
+
+    names = parse_models(models if isinstance(models, str) else ",".join(models))
+    if isinstance(family_flags, dict):
+        flags_by_model = {model: {k: str(v) for k, v in flags.items()} for model, flags in family_flags.items()}
+        unknown = [model for model in flags_by_model if model not in names]
+        if unknown:
+            raise ValueError(f"family_flags names {unknown[0]!r}, which is not in models ({', '.join(names)})")
+    else:
+        flags_by_model = parse_family_flags(family_flags, names)
+    CompareArguments(
+        models=",".join(names), budget_minutes=budget_minutes, max_train_steps=max_train_steps, num_images=num_images
+    )  # fmt: skip  (validates)
+    if budget_minutes is None and max_train_steps is None:
+        budget_minutes = DEFAULT_BUDGET_MINUTES
+    data_args = DataArguments(**data_flags)
+    output_dir = output_dir or os.path.join("outputs", f"compare-{_dataset_label(data_args)}")
+    os.makedirs(output_dir, exist_ok=True)
+    budget = f"{max_train_steps} steps each" if max_train_steps else f"{budget_minutes:g} min of training each"
+    command = command or _equivalent_command(names, budget_minutes, max_train_steps, num_images, output_dir, seed,
+                                             data_flags)  # fmt: skip
+    header = {"data": _dataset_label(data_args), "budget": budget, "num_images": num_images, "seed": seed,
+              "command": command}  # fmt: skip
+    rows, shown, shown_labels = [], [], []
+    for index, name in enumerate(tqdm(names, desc="Families", unit="family", disable=len(names) < 2)):
+        start = time.perf_counter()
+        print(f"compare [{index + 1}/{len(names)}] {name}: start ({budget})", file=sys.stderr, flush=True)
+        folder = os.path.join(output_dir, name)
+        try:
+            from hfgen.training.objectives import get_objective
+
+            flags = {**RECIPE_FLAGS.get(name, {}), **_typed_flags(get_objective(name), flags_by_model.get(name, {}))}
+            record = _train_family(name, folder, data_args, flags, max_train_steps, budget_minutes, seed, retrain)
+            family_rows, family_shown = _measure_family(name, folder, record, num_images, features, seed)
+        except Exception as err:  # noqa: BLE001 - one family failing must not stop the others
+            rows.append({"model": name, "sampler": None, "status": "failed", "error": _first_line(err)})
+            print(f"compare [{index + 1}/{len(names)}] {name}: FAILED after {time.perf_counter() - start:.0f} s: "
+                  f"{_first_line(err)}", file=sys.stderr, flush=True)  # fmt: skip
+            continue
+        rows.extend(family_rows)
+        shown.extend(family_shown)
+        shown_labels.extend(f"{row['model']} ({row['sampler']})" for row in family_rows)
+        fids = ", ".join(f"{row['sampler']} FID {row['fid']:.2f}" for row in family_rows)
+        what = "reused" if record["reused"] else f"trained {record['train_steps']} steps"
+        print(f"compare [{index + 1}/{len(names)}] {name}: done in {time.perf_counter() - start:.0f} s ({what}; "
+              f"{fids})", file=sys.stderr, flush=True)  # fmt: skip
+    _write_outputs(output_dir, rows, header, shown, shown_labels)
+    return rows
+
+
+def _equivalent_command(names, budget_minutes, max_train_steps, num_images, output_dir, seed, data_flags) -> str:
+    parts = ["hfgen compare", f"--models {','.join(names)}"]
+    parts.append(f"--max_train_steps {max_train_steps}" if max_train_steps else f"--budget_minutes {budget_minutes:g}")
+    parts += [f"--num_images {num_images}", f"--output_dir {output_dir}", f"--seed {seed}"]
+    parts += [f"--{key} {value}" for key, value in data_flags.items() if value is not None]
+    return " ".join(parts)
+
+
+def _write_outputs(output_dir: str, rows: list[dict], header: dict, shown: list, shown_labels: list[str]) -> None:
+    import torch
+
+    with open(os.path.join(output_dir, "compare.md"), "w") as handle:
+        handle.write(compare_markdown(rows, header))
+    payload = {**header, "versions": _versions(), "rows": rows}
+    tmp = os.path.join(output_dir, "compare.json.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, os.path.join(output_dir, "compare.json"))
+    title = f"The trilemma on {header['data']} ({header['budget']})"
+    plot_trilemma(rows, os.path.join(output_dir, "trilemma.png"), title)
+    if shown:
+        from hfgen.plotting import plot_image_rows
+
+        plot_image_rows(
+            torch.cat([images.float() for images in shown]),
+            SHOWN_PER_MODEL,
+            os.path.join(output_dir, "samples.png"),
+            title=f"The first {SHOWN_PER_MODEL} samples of every family ({header['data']}, seed {header['seed']})",
+            row_labels=shown_labels,
+        )
+
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "FAMILIES",
+    "CompareArguments",
+    "compare",
+    "compare_markdown",
+    "parse_family_flags",
+    "parse_models",
+    "plot_trilemma",
+    "trilemma_scores",
+]
