@@ -31,6 +31,9 @@ Recipes (``--only``), each within 15 minutes on 2 CPU cores:
   against the majority answer per question type (ROUGE-1/L, exact match); real CLEVR's question-type, answer, object
   and material distributions next to the offline generator's.
 
+- ``compare-digits`` / ``compare-mnist``: `hfgen compare` (issue 15's trilemma) with its default families on the
+  digits and on MNIST; these two take longer than 15 minutes (the time is printed and put in the README).
+
 With ``--update_docs`` each recipe's table also replaces the one between its ``<!-- reproduce:NAME -->`` markers in
 README.md.
 """
@@ -52,6 +55,8 @@ RECIPES = {}
 # Training budgets, chosen so that each recipe fits in 15 minutes on 2 CPU cores (measured; see the README).
 DDPM_BUDGET = {"steps": 1300, "images": 150}
 FLOW_BUDGET = {"mnist": 220, "cifar": 200}  # 2.5 and 3.4 s per step
+# hfgen compare: minutes of training per family and images per sampler (digits: the command's defaults)
+COMPARE_BUDGET = {"digits": (4.0, 1000), "mnist": (3.0, 300)}
 VQA_STEPS = 6000  # 2,000 steps (2.9 min) left the tiny model below the majority baseline (0.28 vs 0.38 exact match)
 
 
@@ -820,6 +825,34 @@ def clevr_side_by_side(real: str, generated: str, path: str) -> str:
             ax.set_title(f"{question}\n→ {item['answer']}", fontsize=7)
             ax.axis("off")
     return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------------- the trilemma, measured
+def run_compare(out: str, label: str, data_flags: dict) -> tuple[str, list[str]]:
+    """`hfgen compare` with its default families on ``data_flags`` (every family trained afresh)."""
+    from hfgen.comparison import DEFAULT_MODELS, compare
+
+    minutes, num_images = COMPARE_BUDGET[label]
+    models, budget = (
+        (("vae", "dcgan"), {"max_train_steps": 2}) if SMOKE else (DEFAULT_MODELS, {"budget_minutes": minutes})
+    )
+    compare(models=models, num_images=100 if SMOKE else num_images, output_dir=out, retrain=True, **budget,
+            **data_flags)  # fmt: skip
+    with open(os.path.join(out, "compare.md")) as handle:
+        table = handle.read().split("\n", 2)[2].strip()  # without the title line
+    return table, [os.path.join(out, "trilemma.png"), os.path.join(out, "samples.png")]
+
+
+@recipe("compare-digits")
+def compare_digits(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """`hfgen compare` on the embedded digits (16x16), 4 minutes of training per family, 1,000 images per sampler."""
+    return run_compare(out, "digits", {})
+
+
+@recipe("compare-mnist")
+def compare_mnist(data_dir: str, out: str) -> tuple[str, list[str]]:
+    """`hfgen compare` on MNIST (8,000 train / 2,000 held-out, 28x28), 3 minutes per family, 300 images per sampler."""
+    return run_compare(out, "mnist", {"train_data_dir": mnist_path(data_dir)})
 
 
 def readme_markers(name: str) -> tuple[str, str]:
