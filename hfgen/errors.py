@@ -31,3 +31,7 @@ class ImageShapeError(HfgenError, ValueError):
 
 class UnsupportedOperationError(HfgenError):
     """The model cannot do what was asked (e.g. sampling from an autoencoder, which has no prior)."""
+
+
+class FolderInUseError(HfgenError):
+    """Another hfgen run holds the output folder's lock (``.hfgen.lock``); the message names its PID."""

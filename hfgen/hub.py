@@ -13,7 +13,7 @@ import shlex
 
 from hfgen.errors import HfgenError
 
-UPLOAD_IGNORE_PATTERNS = ["checkpoints/*", "checkpoints/**", "logs/*", "logs/**", "**/.tmp-*"]
+UPLOAD_IGNORE_PATTERNS = ["checkpoints/*", "checkpoints/**", "logs/*", "logs/**", "**/.tmp-*", ".hfgen.lock"]
 
 
 def model_card_template(name: str) -> str:

@@ -236,3 +236,64 @@ def test_a_missing_model_folder_is_named(clevr, capsys):
     )
     line = error_line(code, err)
     assert "/no/such/paligemma does not exist" in line and "--tiny" not in line
+
+
+def test_a_diverging_vqa_run_stops_and_saves_no_adapter(clevr, tmp_path, capsys):
+    """The case that used to exit 0 with every LoRA tensor NaN and "final loss 0.0000"."""
+    out = tmp_path / "nan"
+    code, _, err = run_cli(
+        capsys, "vqa", "finetune", "--tiny", "--clevr_dir", clevr, "--learning_rate", 1e6, "--logging_steps", 5,
+        "--max_train_steps", 12, "--train_batch_size", 4, "--logger", "none", "--output_dir", out,
+    )  # fmt: skip
+    line = error_line(code, err)
+    assert "NaN/inf at step" in line and "--learning_rate" in line
+    assert not (out / "adapter_model.safetensors").exists()  # nothing saved as final
+    for checkpoint in (out / "checkpoints").glob("checkpoint-*"):  # and no checkpoint holds NaN weights
+        from safetensors.torch import load_file
+
+        weights = load_file(checkpoint / "adapter_model.safetensors")
+        assert all(bool(torch.isfinite(w).all()) for w in weights.values()), checkpoint
+
+
+KILL_DURING_CHECKPOINT = """
+import os, signal, sys
+from transformers.trainer_callback import TrainerState
+from hfgen.cli import main
+
+original = TrainerState.save_to_json
+def save_then_die(self, path):
+    if "checkpoint-4" in path:
+        os.kill(os.getpid(), signal.SIGKILL)  # weights and optimizer written, trainer_state.json not yet
+    return original(self, path)
+TrainerState.save_to_json = save_then_die
+main(sys.argv[1:])
+"""
+
+
+def test_a_vqa_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one(clevr, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "killed"
+    flags = ["vqa", "finetune", "--tiny", "--clevr_dir", str(clevr), "--max_train_steps", "6", "--train_batch_size",
+             "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "5", "--logger", "none", "--output_dir",
+             str(out)]  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT, *flags], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()  # the half-written one is there
+    assert not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists()
+    code, stdout, err = run_cli(capsys, *flags, "--resume_from_checkpoint", "latest")
+    assert code == 0, err
+    assert "checkpoint-4 is incomplete" in err and (out / "checkpoints" / "incomplete-checkpoint-4").is_dir()
+    assert (out / "adapter_model.safetensors").is_file()
+    state = json.loads((out / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+
+
+def test_vqa_flags_out_of_range_are_refused(clevr, tmp_path, capsys):
+    for flag, value in (("--checkpointing_steps", 0), ("--logging_steps", 0), ("--seed", -1),
+                        ("--learning_rate", "nan")):  # fmt: skip
+        code, _, err = run_cli(capsys, "vqa", "finetune", "--tiny", "--clevr_dir", clevr, flag, value,
+                               "--output_dir", tmp_path / "x")  # fmt: skip
+        assert flag in error_line(code, err)
+        assert not (tmp_path / "x").exists()

@@ -293,8 +293,17 @@ def compare_samplers(
     if "scheduler" not in getattr(pipeline, "components", {}):
         raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
     trained_steps = pipeline.scheduler.config.num_train_timesteps
-    configs = list(configs or [(n, trained_steps if n == "ddpm" else s) for n, s in DEFAULT_SAMPLER_CONFIGS])
-    configs += extra_configs or []
+    chosen = list(configs or []) + list(extra_configs or [])
+    too_many = [f"{n}:{s}" for n, s in chosen if s > trained_steps]
+    if too_many:
+        raise HfgenError(
+            f"{', '.join(too_many)}: more steps than the {trained_steps} the model was trained with; "
+            f"use at most {trained_steps}"
+        )
+    if not configs:  # the defaults, without the step counts a short schedule does not have
+        defaults = [(n, trained_steps if n == "ddpm" else s) for n, s in DEFAULT_SAMPLER_CONFIGS]
+        configs = [(n, s) for n, s in defaults if n == "ddpm" or s < trained_steps]  # fewer steps than trained
+    configs = list(configs) + list(extra_configs or [])
     if not any(name == "ddpm" for name, _ in configs):
         configs.insert(0, ("ddpm", trained_steps))
     scorer = None

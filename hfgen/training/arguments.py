@@ -8,6 +8,7 @@ default is ``None`` and whose help says "family default" is filled in by the mod
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -95,6 +96,9 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        for name in ("dataset_name", "train_data_dir", "cache_dir", "attribute_file"):
+            if isinstance(getattr(self, name), os.PathLike):  # the Python API takes pathlib.Path too
+                setattr(self, name, os.fspath(getattr(self, name)))
         if self.resolution is not None and self.resolution <= 0:
             raise ValueError(f"--resolution must be a positive number of pixels, got {self.resolution}")
         if self.num_channels is not None and self.num_channels not in (1, 3):
@@ -232,8 +236,50 @@ class TrainingArguments:
             raise ValueError("--save_best needs --eval_steps N (how often to measure FID)")
         if self.eval_num_images < 2:
             raise ValueError(f"--eval_num_images must be at least 2, got {self.eval_num_images}")
+        self._check_ranges()
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits)")
+
+    def _check_ranges(self):
+        """Numbers torch would accept silently or fail on deep inside: each refused here with its range."""
+        finite = {
+            "learning_rate": self.learning_rate, "adam_epsilon": self.adam_epsilon,
+            "max_grad_norm": self.max_grad_norm, "adam_weight_decay": self.adam_weight_decay,
+            "ema_inv_gamma": self.ema_inv_gamma, "ema_power": self.ema_power, "ema_max_decay": self.ema_max_decay,
+        }  # fmt: skip
+        for name, value in finite.items():
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"--{name} must be a finite number, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be between 0 and 2**32 - 1 (numpy's range), got {self.seed}")
+        for name in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"--{name} must be in [0, 1), got {value}")
+        for name in ("lr_warmup_steps", "adam_weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name} must be 0 or more, got {value}")
+        if not self.adam_epsilon > 0:
+            raise ValueError(f"--adam_epsilon must be positive, got {self.adam_epsilon}")
+        if not 0 <= self.ema_max_decay <= 1:
+            raise ValueError(f"--ema_max_decay must be in [0, 1], got {self.ema_max_decay}")
+        if not (self.ema_inv_gamma > 0 and self.ema_power > 0):
+            raise ValueError(
+                f"--ema_inv_gamma and --ema_power must be positive, got {self.ema_inv_gamma}, {self.ema_power}"
+            )
+        if self.logging_steps <= 0:
+            raise ValueError(f"--logging_steps must be a positive integer, got {self.logging_steps}")
+        for name in ("output_dir", "resume_from_checkpoint", "eval_reference", "hub_model_id"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(
+                    self, name, os.fspath(value)
+                )  # the Python API takes pathlib.Path as the command line takes text
+        if self.eval_reference not in ("auto", "digits") and not os.path.exists(
+            os.path.expanduser(self.eval_reference)
+        ):
+            raise ValueError(f"--eval_reference {self.eval_reference} does not exist; pass 'auto', 'digits' or a path")
 
 
 SECRET_FIELDS = ("hub_token",)

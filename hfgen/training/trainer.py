@@ -476,8 +476,22 @@ class _Trainer:
         if state.get("best_fid") is not None:
             self.best_fid = float(state["best_fid"])
         self.last_checkpoint = path
+        self._set_aside_later_checkpoints(step)
         self.accelerator.print(f"Resumed from {path} at step {step}.")
         return step
+
+    def _set_aside_later_checkpoints(self, step: int) -> None:
+        """Resuming an older checkpoint starts a new branch: checkpoints after ``step`` belong to the abandoned one.
+        They are renamed ``abandoned-checkpoint-N`` (kept, never picked by ``latest``), so that rotation and later
+        resumes only see this branch."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            for later in [p for p in list_checkpoints(self.output_dir) if checkpoint_step(p) > step]:
+                target = os.path.join(os.path.dirname(later), f"abandoned-{os.path.basename(later)}")
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(later, target)
+                print(f"hfgen: warning: resuming step {step} abandons {later}; moved to {target}", file=sys.stderr)
+        self.accelerator.wait_for_everyone()
 
     def _apply_learning_rates(self, optimizers, schedulers, initial_lrs):
         """After a resume, use this run's learning rate(s), not the checkpoint's (e.g. a lower rate after a NaN).
@@ -613,32 +627,47 @@ class _Trainer:
             f"KID {metrics['kid_mean']:.3f}" + (" - new best, saved to best/" if args.save_best and improved else "")
         )
 
+    def _figure(self, draw, what: str) -> None:
+        """Run ``draw()``; a figure that fails is a warning, never the end of a run whose model is trained."""
+        try:
+            draw()
+        except Exception as err:  # noqa: BLE001 - figures are extras; the weights and checkpoints are the work
+            message = f"could not draw {what} ({type(err).__name__}: {str(err).strip().splitlines()[0]})"
+            logger.warning(message)
+            print(f"hfgen: warning: {message}; training and saving go on", file=sys.stderr)
+
     def _finish(self, step: int, seconds: float):
         from hfgen.hub import push_to_hub, write_model_card
         from hfgen.plotting import plot_loss_curves
 
-        if self.last_grid is None or not self.last_grid.endswith(f"step-{step:06d}.png"):
-            self._save_sample_grid(step)
         for model in self.unwrapped.values():
             model.eval()
-        with self._ema_weights():
+        with self._ema_weights():  # the trained pipeline first: no figure below can lose it
             pipeline = self.objective.build_pipeline(self.unwrapped)
             pipeline.save_pretrained(self.output_dir, safe_serialization=True)
+        if self.last_grid is None or not self.last_grid.endswith(f"step-{step:06d}.png"):
+            self._figure(lambda: self._save_sample_grid(step), f"the final sample grid (step {step})")
         final = self.history.get(self._loss_key(self.updates[-1]))  # the last update's loss (GANs: the generator's)
         self.context.final_loss = final[-1][1] if final else None
-        plot_loss_curves(
-            self.history,
-            os.path.join(self.output_dir, "loss.png"),
-            title=f"{self.objective.name} loss",
-            ylabel=self.objective.loss_label,
+        self._figure(
+            lambda: plot_loss_curves(
+                self.history,
+                os.path.join(self.output_dir, "loss.png"),
+                title=f"{self.objective.name} loss",
+                ylabel=self.objective.loss_label,
+            ),
+            "loss.png",
         )
-        self.objective.write_figures(self.output_dir, self.history, self.eval_history)
+        self._figure(lambda: self.objective.write_figures(self.output_dir, self.history, self.eval_history), "figures")
         if self.eval_history.get("fid"):
-            plot_loss_curves(
-                {"FID": self.eval_history["fid"]},
-                os.path.join(self.output_dir, "fid.png"),
-                title=f"FID during training ({self.scorer.features_name} features)",
-                ylabel="FID",
+            self._figure(
+                lambda: plot_loss_curves(
+                    {"FID": self.eval_history["fid"]},
+                    os.path.join(self.output_dir, "fid.png"),
+                    title=f"FID during training ({self.scorer.features_name} features)",
+                    ylabel="FID",
+                ),
+                "fid.png",
             )
         write_model_card(
             self.objective,
@@ -646,7 +675,7 @@ class _Trainer:
             self.output_dir,
             step=step,
             train_seconds=seconds,
-            sample_grid=os.path.relpath(self.last_grid, self.output_dir),
+            sample_grid=os.path.relpath(self.last_grid, self.output_dir) if self.last_grid else None,
         )
         if self.args.push_to_hub:
             push_to_hub(
@@ -656,11 +685,19 @@ class _Trainer:
     # -------------------------------------------------------------------- loop
     def run(self) -> TrainingResult:
         """Train (see `train`); DataLoader workers of ``--lazy_loading`` are stopped however the run ends."""
+        from hfgen.training.lock import OutputFolderLock
+
         self._loader_iterator = self._loader_next = None
+        main_rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"  # one lock per run, not per rank
+        lock = OutputFolderLock(self.output_dir) if main_rank else None
+        if lock is not None:
+            lock.acquire()  # before anything is written: a second run on this folder stops here
         try:
             return self._run()
         finally:
             self._close_loader()
+            if lock is not None:
+                lock.release()
 
     def _run(self) -> TrainingResult:
         from accelerate.utils import set_seed
@@ -839,7 +876,9 @@ class _Trainer:
                 if accelerator.is_main_process and (
                     global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
                 ):
-                    self._save_sample_grid(global_step)
+                    self._figure(
+                        lambda s=global_step: self._save_sample_grid(s), f"the sample grid at step {global_step}"
+                    )
                 if args.eval_steps and global_step % args.eval_steps == 0:
                     if accelerator.is_main_process:
                         self._evaluate(global_step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -81,6 +82,17 @@ class VQAFinetuneArguments:
             raise ValueError("--load_in_4bit (QLoRA) applies to the real PaliGemma on a CUDA GPU, not to --tiny")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
+        for name in ("checkpointing_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            raise ValueError(f"--checkpoints_total_limit must be at least 1, got {self.checkpoints_total_limit}")
+        if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"--learning_rate must be a positive finite number, got {self.learning_rate}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.lr_warmup_steps < 0 or not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError("--lr_warmup_steps and --weight_decay must be 0 or more")
         if self.learning_rate is None:
             self.learning_rate = 2e-3 if self.tiny else 2e-4
 
@@ -117,18 +129,33 @@ class VQACollator:
 
 
 class StopOnNonFiniteLoss(TrainerCallback):
-    """Stops `Trainer` at the first logged NaN/inf loss, before it can checkpoint a diverged model; ``bad_step``
-    tells where."""
+    """Stops `Trainer` at the first NaN/inf, before it can checkpoint or save a diverged model; ``bad_step`` and
+    ``what`` tell where.
 
-    def __init__(self):
+    Checked after every optimiser step: the trainable (LoRA) weights, which are few, so the check is cheap; at every
+    log: the loss and the gradient norm (``logging_nan_inf_filter`` is off, so a NaN loss is logged as NaN).
+    """
+
+    def __init__(self, parameters=()):
+        self.parameters = [p for p in parameters if p.requires_grad]
         self.bad_step = None
+        self.what = None
+
+    def _stop(self, state, control, what: str) -> None:
+        if self.bad_step is None:
+            self.bad_step, self.what = state.global_step, what
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.parameters and not all(bool(torch.isfinite(p).all()) for p in self.parameters):
+            self._stop(state, control, "the LoRA weights")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.bad_step = state.global_step
-            control.should_training_stop = True
-            control.should_save = False
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                self._stop(state, control, f"the {key.replace('_', ' ')}")
 
 
 def _checkpointing_kwargs(training_arguments_class, enabled: bool) -> dict:
@@ -155,10 +182,36 @@ def _resume_path(args: VQAFinetuneArguments):
         if args.resume_from_checkpoint and not os.path.isdir(args.resume_from_checkpoint):
             raise ConfigurationError(f"--resume_from_checkpoint {args.resume_from_checkpoint} does not exist")
         return args.resume_from_checkpoint
-    from transformers.trainer_utils import get_last_checkpoint
+    return latest_complete_checkpoint(os.path.join(args.output_dir, "checkpoints"))  # None: start fresh
 
-    checkpoints = os.path.join(args.output_dir, "checkpoints")
-    return get_last_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None  # None: start fresh
+
+def latest_complete_checkpoint(folder: str) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` that `Trainer` finished writing, or None.
+
+    `Trainer` writes ``trainer_state.json`` last (after weights, optimizer, scheduler and RNG states), so a checkpoint
+    without a readable one was cut short by a crash or kill; it is renamed ``incomplete-checkpoint-N`` (kept for
+    inspection, never resumed) and the next older one is taken.
+    """
+    import re
+
+    if not os.path.isdir(folder):
+        return None
+    found = sorted(
+        ((int(m.group(1)), name) for name in os.listdir(folder) if (m := re.fullmatch(r"checkpoint-(\d+)", name))),
+        reverse=True,
+    )
+    for _, name in found:
+        path = os.path.join(folder, name)
+        try:
+            with open(os.path.join(path, "trainer_state.json")) as handle:
+                json.load(handle)
+            return path
+        except (OSError, ValueError):
+            aside = os.path.join(folder, "incomplete-" + name)
+            os.replace(path, aside)
+            print(f"hfgen: warning: {path} is incomplete (a crash while it was written); moved to {aside}",
+                  file=sys.stderr)  # fmt: skip
+    return None
 
 
 def finetune(args: VQAFinetuneArguments) -> dict:
@@ -229,6 +282,7 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         bf16=args.mixed_precision == "bf16",
         fp16=args.mixed_precision == "fp16",
         report_to=[] if args.logger == "none" else [args.logger],
+        logging_nan_inf_filter=False,  # a NaN loss must reach StopOnNonFiniteLoss, not be replaced by the mean
         remove_unused_columns=False,
         dataloader_num_workers=0,
         seed=args.seed,
@@ -236,7 +290,7 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         use_cpu=not torch.cuda.is_available(),
         **_checkpointing_kwargs(TrainingArguments, args.gradient_checkpointing),
     )
-    stop_on_nan = StopOnNonFiniteLoss()
+    stop_on_nan = StopOnNonFiniteLoss(model.parameters())
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -251,7 +305,8 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         from hfgen.errors import TrainingDivergedError
 
         raise TrainingDivergedError(
-            f"the loss became NaN/inf at step {stop_on_nan.bad_step}; training stopped and nothing was saved over "
+            f"{stop_on_nan.what} became NaN/inf at step {stop_on_nan.bad_step}; training stopped and nothing was "
+            f"saved as final or over "
             f"the checkpoints in {training_args.output_dir}. Lower --learning_rate (or use --mixed_precision bf16 "
             "instead of fp16) and run again"
         )

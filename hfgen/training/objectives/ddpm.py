@@ -79,7 +79,10 @@ class DDPMArguments(UNetArguments):
         default="epsilon", metadata={"help": f"What the UNet predicts: {', '.join(PREDICTION_TYPES)}."}
     )
     sample_num_inference_steps: int = field(
-        default=50, metadata={"help": "DDIM steps used for the periodic sample grids during training."}
+        default=50,
+        metadata={
+            "help": "DDIM steps of the periodic sample grids (at most --ddpm_num_steps; larger values are cut)."
+        },
     )
 
     def __post_init__(self):
@@ -93,6 +96,10 @@ class DDPMArguments(UNetArguments):
             )
         if self.ddpm_num_steps < 2:
             raise ValueError(f"--ddpm_num_steps must be at least 2, got {self.ddpm_num_steps}")
+        if self.sample_num_inference_steps < 1:
+            raise ValueError(f"--sample_num_inference_steps must be at least 1, got {self.sample_num_inference_steps}")
+        # DDIM cannot take more steps than were trained: the grids use all of them (e.g. 20 with --ddpm_num_steps 20)
+        self.sample_num_inference_steps = min(self.sample_num_inference_steps, self.ddpm_num_steps)
         super().__post_init__()
 
 

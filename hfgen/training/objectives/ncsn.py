@@ -33,6 +33,13 @@ class NCSNArguments(UNetArguments):
     )
     sigma_min: float = field(default=0.01, metadata={"help": "σ_L, the smallest noise level."})
     steps_per_level: int = field(default=100, metadata={"help": "T, Langevin steps per noise level when sampling."})
+    sample_steps_per_level: int = field(
+        default=20,
+        metadata={
+            "help": "Langevin steps per level of the sample grids drawn during training (cheap previews; the saved "
+            "sampler and `hfgen sample` keep --steps_per_level). At most --steps_per_level."
+        },
+    )
     epsilon: float = field(default=2e-5, metadata={"help": "ε, the Langevin step size at the last level."})
     scale_output_by_sigma: bool = field(
         default=True, metadata={"help": "NCSNv2: the score is the UNet output divided by σ (false: the output)."}
@@ -53,6 +60,9 @@ class NCSNArguments(UNetArguments):
             raise ValueError(f"--sigma_min must be positive, got {self.sigma_min}")
         if self.num_noise_levels < 1 or self.steps_per_level < 1 or not self.epsilon > 0:
             raise ValueError("--num_noise_levels and --steps_per_level must be >= 1 and --epsilon > 0")
+        if self.sample_steps_per_level < 1:
+            raise ValueError(f"--sample_steps_per_level must be at least 1, got {self.sample_steps_per_level}")
+        self.sample_steps_per_level = min(self.sample_steps_per_level, self.steps_per_level)
         if self.init_distribution not in INIT_DISTRIBUTIONS:
             raise ValueError(f"--init_distribution must be one of {', '.join(INIT_DISTRIBUTIONS)}")
         super().__post_init__()
@@ -104,9 +114,12 @@ class NCSNObjective(Objective):
 
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
         args = context.model_args
+        self.sample_steps_per_level = args.sample_steps_per_level
         if args.sigma_max == "auto":
-            if context.train_images is None:
-                raise ConfigurationError("--sigma_max auto needs the training images; pass a number instead")
+            if context.train_images is None or len(context.train_images) < 2:
+                raise ConfigurationError(
+                    "--sigma_max auto needs at least two training images (their largest distance); pass a number"
+                )
             self.sigma_max = largest_pairwise_distance(context.train_images)
         else:
             self.sigma_max = float(args.sigma_max)
@@ -144,7 +157,8 @@ class NCSNObjective(Objective):
 
     def sample_images(self, pipeline, num_images, generator):
         pipeline.set_progress_bar_config(disable=True)
-        return pipeline(batch_size=num_images, generator=generator, output_type="pt").images
+        steps = self.sample_steps_per_level
+        return pipeline(batch_size=num_images, generator=generator, output_type="pt", steps_per_level=steps).images
 
     def write_figures(self, output_dir, history, eval_history):
         """``figures/langevin_convergence.png``: the same 8 samples at the end of each noise level."""

@@ -1,0 +1,107 @@
+"""Reliability (issue 16): bad values refused when parsed, figures that fail never lose a trained model, flags derived
+from other flags clamped before training, `pathlib.Path` accepted by the Python API."""
+
+import json
+import math
+
+import pytest
+from conftest import TINY_DDPM, tiny_ddpm_flags
+from test_cli import error_line, hfgen_cli
+
+import hfgen
+from hfgen.training.arguments import TrainingArguments
+from hfgen.training.objectives.ddpm import DDPMArguments
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        ({"adam_beta1": 1.5}, "--adam_beta1"),
+        ({"adam_beta2": -0.1}, "--adam_beta2"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": 2**32}, "--seed"),
+        ({"lr_warmup_steps": -10}, "--lr_warmup_steps"),
+        ({"max_grad_norm": math.nan}, "--max_grad_norm"),
+        ({"learning_rate": math.inf}, "--learning_rate"),
+        ({"adam_epsilon": 0.0}, "--adam_epsilon"),
+        ({"ema_max_decay": 1.5}, "--ema_max_decay"),
+        ({"logging_steps": 0}, "--logging_steps"),
+        ({"eval_reference": "/no/such/folder"}, "--eval_reference"),
+    ],
+)
+def test_out_of_range_training_flags_are_refused_when_parsed(flags, named):
+    with pytest.raises(ValueError, match=named):
+        TrainingArguments(**flags)
+
+
+def test_out_of_range_flags_are_one_line_before_any_file_is_written(tmp_path):
+    out = tmp_path / "run"
+    line = error_line(hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--adam_beta1", "1.5", "--output_dir", out))
+    assert "--adam_beta1 must be in [0, 1), got 1.5" in line
+    assert not out.exists()
+    line = error_line(hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--seed", "-1", "--output_dir", out))
+    assert "--seed" in line and "-1" in line and not out.exists()
+
+
+def test_grid_steps_beyond_a_short_schedule_are_clamped_and_the_model_is_sampled(tmp_path):
+    assert DDPMArguments(ddpm_num_steps=20).sample_num_inference_steps == 20  # default 50 > 20 trained steps
+    assert DDPMArguments(ddpm_num_steps=1000, sample_num_inference_steps=30).sample_num_inference_steps == 30
+    with pytest.raises(ValueError, match="--sample_num_inference_steps"):
+        DDPMArguments(sample_num_inference_steps=0)
+    flags = {**TINY_DDPM, "ddpm_num_steps": 20, "sample_num_inference_steps": 50}
+    out = tmp_path / "short"
+    hfgen.train("ddpm", output_dir=out, max_train_steps=3, **flags)  # a pathlib.Path, as users pass it
+    assert (out / "model_index.json").exists() and (out / "samples" / "step-000003.png").exists()
+    saved = json.loads((out / "training_args.json").read_text())
+    assert saved["output_dir"] == str(out) and saved["sample_num_inference_steps"] == 20
+    from hfgen.metrics.evaluate import compare_samplers
+
+    rows = compare_samplers(str(out), num_images=70)  # the default 100- and 50-step DDIM rows are left out
+    assert rows[0]["scheduler"] == "ddpm" and rows[0]["nfe"] == 20
+    assert [(row["scheduler"], row["num_inference_steps"]) for row in rows] == [
+        ("ddpm", 20), ("ddim", 10), ("dpmsolver++", 10)]  # fmt: skip
+    assert "more steps than the 20" in error_line(hfgen_cli("compare-samplers", out, "--schedulers", "ddim:50"))
+
+
+def test_a_figure_that_fails_does_not_lose_the_trained_model(tmp_path, monkeypatch, capsys):
+    import hfgen.plotting
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("matplotlib fell over")
+
+    monkeypatch.setattr(hfgen.plotting, "plot_loss_curves", broken)
+    monkeypatch.setattr(hfgen.plotting, "save_image_grid", broken)
+    out = tmp_path / "run"
+    result = hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, **TINY_DDPM)
+    assert result.global_step == 4
+    pipeline = hfgen.load_pipeline(str(out))  # saved and loadable although every figure failed
+    assert pipeline.unet.config.sample_size == 8
+    assert (out / "README.md").exists() and not (out / "loss.png").exists()
+    err = capsys.readouterr().err
+    assert "hfgen: warning: could not draw loss.png (RuntimeError: matplotlib fell over)" in err
+    assert "could not draw the final sample grid" in err or "could not draw the sample grid at step 4" in err
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".hfgen.lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
+        line = error_line(
+            hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--max_train_steps", "2", "--output_dir", out)
+        )
+        assert f"in use by another hfgen run (PID {holder.pid})" in line
+        assert sorted(p.name for p in out.iterdir()) == [".hfgen.lock"]  # nothing of the refused run written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next run takes it over, then releases it
+    result = hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--max_train_steps", "2", "--output_dir", out)
+    assert result.returncode == 0, result.stderr
+    assert f"taking over the stale lock of {out} (PID {holder.pid} is not running)" in result.stderr
+    assert (out / "model_index.json").exists() and not (out / ".hfgen.lock").exists()
