@@ -410,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
         commands[argv[0]](argv[1:])
     except (HfgenError, CommandLineError) as err:
         _fail(str(err))
+    except OSError as err:  # disk full, read-only folder, a file where a folder should be: the path and the cause
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(f"{where}{err.strerror or err} (check the path, its permissions and the free disk space)")
     except KeyboardInterrupt:
         print("hfgen: interrupted; the last complete checkpoint stays loadable.", file=sys.stderr)
         sys.exit(130)

@@ -35,3 +35,7 @@ class UnsupportedOperationError(HfgenError):
 
 class FolderInUseError(HfgenError):
     """Another hfgen run holds the output folder's lock (``.hfgen.lock``); the message names its PID."""
+
+
+class UnknownArgumentError(HfgenError, TypeError):
+    """A keyword argument that no flag of the command has (e.g. ``hfgen.train("ddpm", learning_rat=1e-3)``)."""

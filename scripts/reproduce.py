@@ -840,6 +840,10 @@ def run_compare(out: str, label: str, data_flags: dict) -> tuple[str, list[str]]
             **data_flags)  # fmt: skip
     with open(os.path.join(out, "compare.md")) as handle:
         table = handle.read().split("\n", 2)[2].strip()  # without the title line
+    # paths in the command as a reader types them from the repository root
+    table = table.replace(os.path.dirname(ROOT) + os.sep, ".." + os.sep).replace(
+        ".." + os.sep + os.path.basename(ROOT) + os.sep, ""
+    )
     return table, [os.path.join(out, "trilemma.png"), os.path.join(out, "samples.png")]
 
 

@@ -105,3 +105,48 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(
     assert result.returncode == 0, result.stderr
     assert f"taking over the stale lock of {out} (PID {holder.pid} is not running)" in result.stderr
     assert (out / "model_index.json").exists() and not (out / ".hfgen.lock").exists()
+
+
+def test_the_python_api_raises_hfgen_errors_with_the_command_line_messages():
+    from hfgen.errors import ConfigurationError, UnknownArgumentError
+
+    with pytest.raises(UnknownArgumentError, match="did you mean 'learning_rate'"):
+        hfgen.train("ddpm", learning_rat=1e-3)
+    with pytest.raises(TypeError):  # still a TypeError for code that catches one
+        hfgen.train("ddpm", learning_rat=1e-3)
+    with pytest.raises(ConfigurationError, match=r"--adam_beta1 must be in \[0, 1\), got 1.5"):
+        hfgen.train("ddpm", adam_beta1=1.5)
+
+
+def test_operating_system_errors_are_one_line_naming_the_path(tmp_path):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    line = error_line(hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--output_dir", a_file))
+    assert str(a_file) in line and "is a file" in line
+    line = error_line(hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--output_dir", a_file / "run"))
+    assert str(a_file / "run") in line and "Not a directory" in line and "check the path" in line
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        result = hfgen_cli("train", "ddpm", *tiny_ddpm_flags(), "--output_dir", read_only / "run")
+        if result.returncode == 0:  # root ignores permissions: nothing to test here
+            pytest.skip("running as root: a read-only folder is writable")
+        line = error_line(result)
+        assert str(read_only / "run") in line and "Permission denied" in line
+    finally:
+        read_only.chmod(0o700)
+
+
+def test_resuming_an_older_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
+    from hfgen.training.trainer import list_checkpoints
+
+    out = tmp_path / "run"
+    flags = {**TINY_DDPM, "checkpointing_steps": 10, "checkpoints_total_limit": 5}
+    hfgen.train("ddpm", output_dir=str(out), max_train_steps=30, **flags)
+    assert [p.rsplit("-", 1)[1] for p in list_checkpoints(str(out))] == ["10", "20", "30"]
+    older = out / "checkpoints" / "checkpoint-10"
+    hfgen.train("ddpm", output_dir=str(out), max_train_steps=20, resume_from_checkpoint=str(older), **flags)
+    assert [p.rsplit("-", 1)[1] for p in list_checkpoints(str(out))] == ["10", "20"]  # `latest` is this branch's
+    assert (out / "checkpoints" / "abandoned-checkpoint-30").is_dir()  # kept, never picked
+    assert "abandons" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """An exclusive lock on an output folder, so that two runs never write one folder (mixed weights and arguments).
 
 The lock is the file ``OUTPUT_DIR/.hfgen.lock`` created with ``O_CREAT | O_EXCL`` (atomic on local and NFSv3+ file
-systems), holding ``PID HOSTNAME``. A lock whose process is gone (same host, PID not running) is stale: it is taken
-over with a warning. A lock held by a process on another host cannot be checked and is respected.
+systems), holding ``PID HOSTNAME``. A folder the lock created is removed again on release when nothing else was
+written into it (a run refused by validation leaves no trace). A lock whose process is gone (same host, PID not
+running) is stale: it is taken over with a warning. A lock held by a process on another host cannot be checked and
+is respected.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import socket
 import sys
 
-from hfgen.errors import FolderInUseError
+from hfgen.errors import ConfigurationError, FolderInUseError
 
 LOCK_NAME = ".hfgen.lock"
 
@@ -37,8 +39,12 @@ class OutputFolderLock:
         self.folder = os.fspath(folder)
         self.path = os.path.join(self.folder, LOCK_NAME)
         self.held = False
+        self.created_folder = False
 
     def acquire(self) -> None:
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise ConfigurationError(f"--output_dir {self.folder} is a file, not a folder; choose another folder")
+        self.created_folder = not os.path.exists(self.folder)
         os.makedirs(self.folder, exist_ok=True)
         me = f"{os.getpid()} {socket.gethostname()}"
         for _ in range(3):  # a stale lock removed by a concurrent run is retried, not an error
@@ -85,6 +91,11 @@ class OutputFolderLock:
                 os.remove(self.path)
         except OSError:
             pass
+        if self.created_folder:  # a run refused before it wrote anything leaves no folder behind
+            try:
+                os.rmdir(self.folder)  # only succeeds when empty
+            except OSError:
+                pass
 
     def __enter__(self):
         self.acquire()

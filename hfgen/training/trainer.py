@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hfgen.errors import CheckpointError, ConfigurationError, DatasetError, HfgenError, TrainingDivergedError
+from hfgen.errors import (
+    CheckpointError,
+    ConfigurationError,
+    DatasetError,
+    HfgenError,
+    TrainingDivergedError,
+    UnknownArgumentError,
+)
 from hfgen.training.arguments import (
     GENERIC_DEFAULTS,
     LAZY_LOADING_THRESHOLD_GB,
@@ -111,7 +118,8 @@ def parse_train_kwargs(objective: Objective, kwargs: dict):
     """Split keyword arguments into ``(DataArguments, TrainingArguments, <family arguments>)``.
 
     Raises:
-        TypeError: for a keyword that no dataclass has.
+        UnknownArgumentError: for a keyword that no dataclass has (a `TypeError`). ConfigurationError: for a value
+            the dataclasses refuse (a `ValueError`, with the command line's message).
     """
     classes = [DataArguments, TrainingArguments] + ([objective.arguments_class] if objective.arguments_class else [])
     buckets = [{} for _ in classes]
@@ -121,8 +129,18 @@ def parse_train_kwargs(objective: Objective, kwargs: dict):
                 bucket[key] = value
                 break
         else:
-            raise TypeError(f"unknown training argument {key!r} for model {objective.name!r}")
-    instances = [cls(**bucket) for cls, bucket in zip(classes, buckets)]
+            import difflib
+
+            names = [f.name for cls in classes for f in dataclasses.fields(cls)]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; `hfgen train {objective.name} --help` lists them"
+            raise UnknownArgumentError(f"unknown training argument {key!r} for model {objective.name!r}{hint}")
+    try:
+        instances = [cls(**bucket) for cls, bucket in zip(classes, buckets)]
+    except HfgenError:
+        raise
+    except (ValueError, TypeError) as err:  # the same message as `hfgen train` prints
+        raise ConfigurationError(str(err)) from None
     if objective.arguments_class is None:
         instances.append(None)
     return tuple(instances)
