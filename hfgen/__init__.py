@@ -15,22 +15,35 @@ Public API:
 
 __version__ = "0.1.0"
 
-from hfgen.comparison import compare  # noqa: E402
-from hfgen.data.images import load_image_dataset, open_image_source  # noqa: E402
-from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError  # noqa: E402
-from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel  # noqa: E402
-from hfgen.pipelines import (  # noqa: E402
-    AnnealedLangevinPipeline,
-    AutoencoderPipeline,
-    FlowPipeline,
-    GANPipeline,
-    UnconditionalDiffusionPipeline,
-    VAEPipeline,
-    load_pipeline,
-    make_scheduler,
-)
-from hfgen.schedulers import AnnealedLangevinScheduler  # noqa: E402
-from hfgen.training import train  # noqa: E402
+from typing import TYPE_CHECKING
+
+# public name -> module defining it. Imported on first use (PEP 562), as diffusers' and transformers' `_LazyModule`
+# do, so that `hfgen --help`, `hfgen --version` and `import hfgen` do not import torch.
+_EXPORTS = {
+    "compare": "hfgen.comparison",
+    "load_image_dataset": "hfgen.data.images",
+    "open_image_source": "hfgen.data.images",
+    "CheckpointError": "hfgen.errors",
+    "DatasetError": "hfgen.errors",
+    "HfgenError": "hfgen.errors",
+    "TrainingDivergedError": "hfgen.errors",
+    "UnknownNameError": "hfgen.errors",
+    "AutoencoderModel": "hfgen.models",
+    "DCGANDiscriminator": "hfgen.models",
+    "DCGANGenerator": "hfgen.models",
+    "RealNVPModel": "hfgen.models",
+    "VAEModel": "hfgen.models",
+    "AnnealedLangevinPipeline": "hfgen.pipelines",
+    "AutoencoderPipeline": "hfgen.pipelines",
+    "FlowPipeline": "hfgen.pipelines",
+    "GANPipeline": "hfgen.pipelines",
+    "UnconditionalDiffusionPipeline": "hfgen.pipelines",
+    "VAEPipeline": "hfgen.pipelines",
+    "load_pipeline": "hfgen.pipelines",
+    "make_scheduler": "hfgen.pipelines",
+    "AnnealedLangevinScheduler": "hfgen.schedulers",
+    "train": "hfgen.training",
+}
 
 __all__ = [
     "AnnealedLangevinPipeline",
@@ -44,9 +57,9 @@ __all__ = [
     "FlowPipeline",
     "GANPipeline",
     "HfgenError",
+    "RealNVPModel",
     "TrainingDivergedError",
     "UnconditionalDiffusionPipeline",
-    "RealNVPModel",
     "UnknownNameError",
     "VAEModel",
     "VAEPipeline",
@@ -57,4 +70,38 @@ __all__ = [
     "make_scheduler",
     "open_image_source",
     "train",
-]
+]  # the keys of _EXPORTS and __version__ (a test checks it)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hfgen' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from hfgen.comparison import compare
+    from hfgen.data.images import load_image_dataset, open_image_source
+    from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError
+    from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel
+    from hfgen.pipelines import (
+        AnnealedLangevinPipeline,
+        AutoencoderPipeline,
+        FlowPipeline,
+        GANPipeline,
+        UnconditionalDiffusionPipeline,
+        VAEPipeline,
+        load_pipeline,
+        make_scheduler,
+    )
+    from hfgen.schedulers import AnnealedLangevinScheduler
+    from hfgen.training import train

@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from hfgen.errors import CommandLineError
+
 USAGE = """usage: hfgen <command> [args]
 
 commands:
@@ -35,21 +37,13 @@ commands:
 """
 
 
-class CommandLineError(Exception):
-    """A usage error found by hfgen itself (printed as one line, exit code 2)."""
-
-
 def _fail(message: str) -> None:
     print(f"hfgen: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
 def _train(argv: list[str]) -> None:
-    from transformers import HfArgumentParser
-
-    from hfgen.training.arguments import DataArguments, TrainingArguments
-    from hfgen.training.objectives import OBJECTIVES, get_objective
-    from hfgen.training.trainer import train
+    from hfgen.families import OBJECTIVES
 
     if not argv or argv[0] in ("-h", "--help"):
         print(
@@ -59,6 +53,12 @@ def _train(argv: list[str]) -> None:
         if not argv:
             sys.exit(2)
         return
+    from transformers import HfArgumentParser
+
+    from hfgen.training.arguments import DataArguments, TrainingArguments
+    from hfgen.training.objectives import get_objective
+    from hfgen.training.trainer import train
+
     objective = get_objective(argv[0])
     classes = [DataArguments, TrainingArguments]
     if objective.arguments_class is not None:
@@ -180,7 +180,7 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(argv: list[str]) -> None:
-    from hfgen.metrics.evaluate import evaluate_pipeline, format_metrics_table
+    from hfgen.metrics.evaluate import evaluate_pipeline, format_metrics_table, save_metrics
 
     parser = argparse.ArgumentParser(
         prog="hfgen evaluate",
@@ -203,14 +203,15 @@ def _evaluate(argv: list[str]) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         pipeline_kwargs=args.pipeline_kwargs,
+        write=False,
     )
     print(
         f"{metrics['scheduler']}, {metrics['num_inference_steps']} steps, {metrics['num_images']} images, "
         f"{metrics['features']} features, reference: {metrics['reference']}"
     )
-    print(format_metrics_table(metrics))
+    print(format_metrics_table(metrics))  # printed before anything is written: a read-only folder loses nothing
     if os.path.isdir(args.output_dir):
-        print(f"wrote {os.path.join(args.output_dir, 'metrics.json')}")
+        print(f"wrote {save_metrics(args.output_dir, metrics)}")
 
 
 def _compare_samplers(argv: list[str]) -> None:
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         "vqa": _vqa,
     }
     if not argv or argv[0] in ("-h", "--help"):
-        from hfgen.training.objectives import OBJECTIVES
+        from hfgen.families import OBJECTIVES
 
         print(USAGE.format(models=", ".join(sorted(OBJECTIVES))))
         sys.exit(0 if argv else 2)

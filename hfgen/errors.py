@@ -39,3 +39,8 @@ class FolderInUseError(HfgenError):
 
 class UnknownArgumentError(HfgenError, TypeError):
     """A keyword argument that no flag of the command has (e.g. ``hfgen.train("ddpm", learning_rat=1e-3)``)."""
+
+
+class CommandLineError(HfgenError):
+    """A usage error found by the command line itself (an unknown command, a flag out of range); printed as one line,
+    exit code 2."""

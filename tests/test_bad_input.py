@@ -150,3 +150,92 @@ def test_resuming_an_older_checkpoint_sets_the_later_ones_aside(tmp_path, capsys
     assert [p.rsplit("-", 1)[1] for p in list_checkpoints(str(out))] == ["10", "20"]  # `latest` is this branch's
     assert (out / "checkpoints" / "abandoned-checkpoint-30").is_dir()  # kept, never picked
     assert "abandons" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_vae(tmp_path_factory):
+    """A VAE trained 5 steps at 8x8: enough to load and sample."""
+    out = tmp_path_factory.mktemp("vae") / "vae"
+    hfgen.train("vae", output_dir=out, max_train_steps=5, resolution=8, latent_dim=2, block_out_channels=[8, 16],
+                train_batch_size=16, logger="none", save_images_steps=10_000, checkpointing_steps=10_000)  # fmt: skip
+    return out
+
+
+def test_silently_wrong_sampling_values_are_one_line(small_vae):
+    # temperature NaN used to decode a black grid
+    line = error_line(hfgen_cli("sample", small_vae, "--pipeline_kwargs", '{"temperature": NaN}'))
+    assert "temperature must be finite" in line and "nan" in line
+    # a one-shot generator used to report "10 steps" while making one network evaluation
+    line = error_line(hfgen_cli("sample", small_vae, "--num_inference_steps", "10"))
+    assert "one network evaluation" in line and "--num_inference_steps 10" in line
+    assert not (small_vae / "samples" / "VAEPipeline-10steps.png").exists()
+    # unbounded work: refused with the estimate before any sampling
+    line = error_line(hfgen_cli("sample", small_vae, "--num_images", str(10**12)))
+    assert "1,000,000,000,000 images of 1x8x8" in line and "GiB" in line and "lower --num_images" in line
+
+
+def test_a_read_only_model_folder_loses_no_metrics(small_vae, monkeypatch, capsys):
+    import hfgen.metrics.evaluate as evaluate
+
+    def refuse(*_):
+        raise OSError(30, "Read-only file system", str(small_vae / "metrics.json"))
+
+    monkeypatch.setattr(evaluate, "write_metrics", refuse)
+    metrics = evaluate.evaluate_pipeline(str(small_vae), num_images=66, batch_size=66)
+    warning = capsys.readouterr().err
+    assert "could not write the metrics into" in warning and "Read-only file system" in warning
+    saved = warning.rsplit("saved to ", 1)[1].strip()
+    assert json.loads(open(saved).read())["fid"] == pytest.approx(metrics["fid"])
+    assert not (small_vae / "metrics.json").exists()
+
+
+def test_a_corrupt_scheduler_config_names_the_file_not_the_hub(tmp_path):
+    out = tmp_path / "ddpm"
+    hfgen.train("ddpm", output_dir=out, max_train_steps=2, **TINY_DDPM)
+    config = out / "scheduler" / "scheduler_config.json"
+    config.write_text("{ not json")
+    line = error_line(hfgen_cli("sample", out, "--num_images", "2"))
+    assert str(config) in line and "corrupt" in line and "huggingface.co" not in line
+
+
+def test_resuming_with_another_seed_warns(tmp_path):
+    out = tmp_path / "run"
+    flags = [*tiny_ddpm_flags(checkpointing_steps=2), "--output_dir", out]
+    assert hfgen_cli("train", "ddpm", *flags, "--max_train_steps", "2").returncode == 0
+    result = hfgen_cli("train", "ddpm", *flags, "--max_train_steps", "4", "--seed", "7",
+                       "--resume_from_checkpoint", "latest")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "was trained with --seed 0, this run uses --seed 7" in result.stderr and "--seed 0 for an exact" in (
+        result.stderr
+    )
+
+
+def test_a_training_step_that_cannot_fit_in_memory_is_refused_with_the_estimate(tmp_path):
+    import numpy as np
+    import torch
+
+    from hfgen.training.memory import estimate_step_bytes
+
+    np.save(tmp_path / "tiny.npy", np.random.default_rng(0).integers(0, 255, (8, 8, 8), dtype=np.uint8))
+    out = tmp_path / "huge"
+    line = error_line(hfgen_cli("train", "ddpm", "--train_data_dir", tmp_path / "tiny.npy", "--resolution", "1024",
+                                "--train_batch_size", "4", "--max_train_steps", "1", "--output_dir", out))  # fmt: skip
+    assert "one training step at --resolution 1024 with --train_batch_size" in line and "GiB" in line
+    assert "lower --resolution or --train_batch_size" in line and not out.exists()
+    # the estimate grows with the batch and the image area, and the probe leaves torch as it was
+    from hfgen.training.objectives import get_objective
+    from hfgen.training.objectives.base import TrainingContext
+    from hfgen.training.trainer import _resolve_defaults, parse_train_kwargs
+
+    sizes = {}
+    for resolution, batch in ((16, 8), (16, 16), (32, 8)):
+        objective = get_objective("vae")
+        data, training, model = parse_train_kwargs(objective, {"resolution": resolution, "latent_dim": 2})
+        _resolve_defaults(objective, data, training, model)
+        context = TrainingContext(data, training, model, num_channels=1, resolution=resolution, num_train_images=9,
+                                  dataset_label="t")  # fmt: skip
+        models = objective.build_models(context)
+        sizes[resolution, batch] = estimate_step_bytes(objective, models, batch, 1, resolution)
+    assert sizes[16, 8] < sizes[16, 16] < 2.2 * sizes[16, 8]
+    assert sizes[32, 8] > 2 * sizes[16, 8]
+    assert "item" not in torch.Tensor.__dict__ and torch.tensor(3.0).item() == 3.0

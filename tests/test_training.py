@@ -161,11 +161,21 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, tiny_ddpm):
 
 def test_gradient_accumulation_trains_and_counts_optimizer_steps(tmp_path, tiny_ddpm):
     out = tmp_path / "accum"
-    flags = dict(tiny_ddpm, gradient_accumulation_steps=3)
+    flags = dict(tiny_ddpm, gradient_accumulation_steps=3, checkpointing_steps=4)
     result = hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, **flags)
-    assert result.global_step == 4
+    assert result.global_step == 4 and len(result.step_seconds) == 4
     args = json.load(open(out / "training_args.json"))
     assert args["gradient_accumulation_steps"] == 3 and args["max_train_steps"] == 4
+    # AdamW stepped 4 times (once per 3 micro-batches), not 12
+    optimizer = torch.load(out / "checkpoints" / "checkpoint-4" / "optimizer.bin", weights_only=True)
+    steps = {float(state["step"]) for state in optimizer["state"].values()}
+    assert steps == {4.0}
+    # and the 3 micro-batches changed the update: the weights differ from a run without accumulation
+    plain = tmp_path / "plain"
+    hfgen.train("ddpm", output_dir=str(plain), max_train_steps=4, **dict(tiny_ddpm, checkpointing_steps=4))
+    accumulated = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    single = load_file(plain / "unet" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(accumulated[k], single[k]) for k in single)
 
 
 def test_output_folder_contract(tmp_path, tiny_ddpm):

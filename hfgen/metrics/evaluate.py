@@ -127,9 +127,32 @@ def evaluate_pipeline(
     if pipeline_kwargs:
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
     if write and os.path.isdir(output_dir):
-        write_metrics(output_dir, metrics)
-        update_model_card(output_dir)
+        save_metrics(output_dir, metrics)
     return metrics
+
+
+def save_metrics(output_dir: str, metrics: dict) -> str:
+    """`write_metrics` and `update_model_card`; when the folder cannot be written (read-only, disk full), the metrics
+    go to ``hfgen-metrics-<folder>-<time>.json`` in the temporary directory instead, with a warning, so that minutes
+    of sampling are never lost. Returns the path written."""
+    import sys
+    import tempfile
+
+    try:
+        path = write_metrics(output_dir, metrics)
+        update_model_card(output_dir)
+        return path
+    except OSError as err:
+        name = os.path.basename(os.path.normpath(os.path.abspath(output_dir)))
+        fallback = os.path.join(tempfile.gettempdir(), f"hfgen-metrics-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        with open(fallback, "w") as handle:
+            json.dump(metrics, handle, indent=2, sort_keys=True)
+        print(
+            f"hfgen: warning: could not write the metrics into {output_dir} ({err.strerror or err}); "
+            f"they were saved to {fallback}",
+            file=sys.stderr,
+        )
+        return fallback
 
 
 def evaluation_key(metrics: dict) -> str:

@@ -31,6 +31,28 @@ def _local_folder(path_or_repo_id: str) -> str:
         ) from None
 
 
+def _check_component_configs(folder: str, index: dict) -> None:
+    """Every component's ``config.json`` / ``scheduler_config.json`` must be a JSON object (diffusers otherwise
+    falls back to the Hub and reports a connection error instead of the broken file)."""
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        for config_name in ("config.json", "scheduler_config.json"):
+            path = os.path.join(folder, name, config_name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with open(path) as handle:
+                    config = json.load(handle)
+            except (OSError, ValueError) as err:
+                raise CheckpointError(
+                    f"{path} is corrupt ({err}); restore it or retrain (a checkpoint in checkpoints/ can be "
+                    "resumed with --resume_from_checkpoint latest)"
+                ) from None
+            if not isinstance(config, dict):
+                raise CheckpointError(f"{path} is corrupt (not a JSON object); restore it or retrain")
+
+
 def load_pipeline(path_or_repo_id: str, **kwargs):
     """Load the pipeline saved in an hfgen output folder (or a Hub repository holding one).
 
@@ -46,7 +68,8 @@ def load_pipeline(path_or_repo_id: str, **kwargs):
         A `diffusers.DiffusionPipeline` subclass instance.
 
     Raises:
-        CheckpointError: missing folder, no ``model_index.json``, or components that fail to load.
+        CheckpointError: missing folder, no ``model_index.json``, a component config that is not valid JSON (the
+            file named), or components that fail to load.
     """
     import diffusers
 
@@ -59,9 +82,11 @@ def load_pipeline(path_or_repo_id: str, **kwargs):
         )
     try:
         with open(index_path) as handle:
-            class_name = json.load(handle)["_class_name"]
-    except (ValueError, KeyError) as err:
+            index = json.load(handle)
+        class_name = index["_class_name"]
+    except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{index_path} is corrupt ({err})") from None
+    _check_component_configs(folder, index)
     pipeline_cls = getattr(diffusers, class_name, None)
     if pipeline_cls is None:
         import hfgen.pipelines as hfgen_pipelines
@@ -70,6 +95,7 @@ def load_pipeline(path_or_repo_id: str, **kwargs):
     if pipeline_cls is None:
         raise CheckpointError(f"{path_or_repo_id}: unknown pipeline class {class_name!r} in model_index.json")
     kwargs.setdefault("use_safetensors", True)
+    kwargs.setdefault("local_files_only", True)  # a broken local file is named, never "couldn't connect to the Hub"
     try:
         return pipeline_cls.from_pretrained(folder, **kwargs)
     except Exception as err:

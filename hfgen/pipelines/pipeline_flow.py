@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -44,8 +46,10 @@ class FlowPipeline(DiffusionPipeline):
             `ImagePipelineOutput`: PIL images, a `(B, H, W, C)` array (``"np"``) or a `(B, C, H, W)` tensor
             (``"pt"``), values in [0, 1].
         """
-        if batch_size < 1 or temperature < 0:
-            raise ValueError(f"batch_size must be >= 1 and temperature >= 0, got {batch_size} and {temperature}")
+        if batch_size < 1 or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and a finite temperature >= 0, got {batch_size} and {temperature}"
+            )
         shape = (batch_size, self.flow.num_dims)
         latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.flow.dtype)
         images = postprocess_images(self.flow.inverse(latents * temperature), output_type)

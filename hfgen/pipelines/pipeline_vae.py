@@ -54,8 +54,8 @@ class VAEPipeline(AutoencoderPipeline):
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
         if latents is None:
             shape = (batch_size, self.latent_dim)
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.vae.dtype)

@@ -28,6 +28,53 @@ class SamplingResult:
     network_evaluations: int
 
 
+def _image_shape(pipeline) -> tuple[int, int] | None:
+    """``(channels, side)`` of the images ``pipeline`` makes, read from its components' configs; None if unknown."""
+    for component in getattr(pipeline, "components", {}).values():
+        config = getattr(component, "config", None)
+        size = getattr(config, "sample_size", None) if config is not None else None
+        channels = getattr(config, "out_channels", None) or getattr(config, "in_channels", None)
+        if isinstance(size, int) and isinstance(channels, int):
+            return channels, size
+    return None
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` (what can be allocated without swapping), None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_sample_memory(pipeline, num_images: int) -> None:
+    """Refuse, before any sampling, a ``num_images`` whose images alone cannot fit in memory.
+
+    The images are kept as float32 and concatenated at the end, so the estimate is ``2 * num_images * C * H * W * 4``
+    bytes, compared with the memory available now.
+
+    Raises:
+        HfgenError: naming the estimate, the available memory and the largest ``num_images`` that fits.
+    """
+    shape = _image_shape(pipeline)
+    available = available_memory_bytes()
+    if shape is None or available is None:
+        return
+    channels, side = shape
+    per_image = 2 * channels * side * side * 4
+    needed = num_images * per_image
+    if needed > available:
+        raise HfgenError(
+            f"{num_images:,} images of {channels}x{side}x{side} need about {needed / 2**30:,.1f} GiB to hold, more "
+            f"than the {available / 2**30:.1f} GiB available; lower --num_images (at most about "
+            f"{available // per_image:,} here)"
+        )
+
+
 def sample_images(
     pipeline,
     num_images: int,
@@ -53,12 +100,14 @@ def sample_images(
             False, "steps_per_level": 50}`` for NCSN, ``{"temperature": 0.8}`` for a VAE or a flow).
 
     Raises:
-        HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, or ``pipeline_kwargs`` it does not take.
+        HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, ``num_inference_steps`` other than 1 for a
+            one-shot generator (VAE, GAN, flow, autoencoder), or ``pipeline_kwargs`` it does not take.
     """
     from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
 
     if num_images <= 0 or batch_size <= 0:
         raise HfgenError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")
+    check_sample_memory(pipeline, num_images)
     components = getattr(pipeline, "components", {})
     pipeline_kwargs = dict(pipeline_kwargs or {})
     swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
@@ -74,6 +123,11 @@ def sample_images(
         kwargs = {"num_inference_steps": num_inference_steps}
     else:
         own_scheduler = "scheduler" in components
+        if not own_scheduler and num_inference_steps not in (None, 1):
+            raise HfgenError(
+                f"{type(pipeline).__name__} samples in one network evaluation, so --num_inference_steps "
+                f"{num_inference_steps} would be reported but not done; drop --num_inference_steps"
+            )
         if scheduler is not None or (own_scheduler and num_inference_steps is not None):
             raise HfgenError(
                 f"{type(pipeline).__name__} has no diffusers scheduler to swap; drop --scheduler"
@@ -107,7 +161,10 @@ def sample_images(
             while remaining > 0:
                 size = min(batch_size, remaining)
                 before = len(calls)
-                out = sampler(batch_size=size, generator=generator, output_type="pt", **kwargs).images
+                try:
+                    out = sampler(batch_size=size, generator=generator, output_type="pt", **kwargs).images
+                except ValueError as err:  # the pipeline's own argument checks (diffusers convention): one line
+                    raise HfgenError(f"{type(sampler).__name__}: {err}") from err
                 if per_image is None:
                     per_image = len(calls) - before
                 chunks.append(out.cpu().float())

@@ -494,6 +494,14 @@ class _Trainer:
         if state.get("best_fid") is not None:
             self.best_fid = float(state["best_fid"])
         self.last_checkpoint = path
+        saved_seed = state.get("seed")
+        if saved_seed is not None and saved_seed != self.args.seed and self.accelerator.is_main_process:
+            print(
+                f"hfgen: warning: {path} was trained with --seed {saved_seed}, this run uses --seed {self.args.seed}: "
+                "the data order and noise from here on differ from an uninterrupted run (pass --seed "
+                f"{saved_seed} for an exact resume)",
+                file=sys.stderr,
+            )
         self._set_aside_later_checkpoints(step)
         self.accelerator.print(f"Resumed from {path} at step {step}.")
         return step
@@ -752,6 +760,9 @@ class _Trainer:
         set_seed(args.seed)
         models = self.objective.build_models(context)
         context.num_parameters = sum(p.numel() for m in models.values() for p in m.parameters())
+        from hfgen.training.memory import check_step_memory
+
+        check_step_memory(self.objective, models, args, self.data_args.num_channels, self.data_args.resolution)
         optimizers = self.objective.create_optimizers(models, context)
         schedulers = [
             get_scheduler(

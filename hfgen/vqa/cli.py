@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
         print(USAGE)
         sys.exit(0 if argv else 2)
     if argv[0] not in commands:
-        from hfgen.cli import CommandLineError
+        from hfgen.errors import CommandLineError
 
         raise CommandLineError(f"unknown vqa command {argv[0]!r}; commands: {', '.join(commands)}")
     commands[argv[0]](argv[1:])

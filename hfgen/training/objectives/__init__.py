@@ -8,20 +8,8 @@ from __future__ import annotations
 import importlib
 
 from hfgen.errors import UnknownNameError
+from hfgen.families import OBJECTIVES
 from hfgen.training.objectives.base import Objective
-
-# model name -> (module, class). Later families add a line here.
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "ddpm": ("hfgen.training.objectives.ddpm", "DDPMObjective"),
-    "vae": ("hfgen.training.objectives.vae", "VAEObjective"),
-    "autoencoder": ("hfgen.training.objectives.autoencoder", "AutoencoderObjective"),
-    "dcgan": ("hfgen.training.objectives.gan", "DCGANObjective"),
-    "wgan": ("hfgen.training.objectives.gan", "WGANObjective"),
-    "wgan-gp": ("hfgen.training.objectives.gan", "WGANGPObjective"),
-    "gan": ("hfgen.training.objectives.gan", "GANObjective"),
-    "realnvp": ("hfgen.training.objectives.flow", "RealNVPObjective"),
-    "ncsn": ("hfgen.training.objectives.ncsn", "NCSNObjective"),
-}
 
 
 def get_objective(name: str) -> Objective:

@@ -1,0 +1,71 @@
+"""The layers of ARCHITECTURE.md, checked by reading the imports (issue 17): the lower layers never import the
+higher ones, and no two modules import each other (directly or around a circle)."""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hfgen"
+LOWER = ("models", "schedulers", "data", "pipelines", "metrics")
+HIGHER = ("hfgen.training", "hfgen.cli", "hfgen.vqa", "hfgen.hub", "hfgen.comparison", "hfgen.explore")
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """Every hfgen module ``path`` imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("hfgen"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hfgen") and not node.level:
+            found.add(node.module)
+    return found
+
+
+SOURCES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+@pytest.mark.parametrize("layer", LOWER)
+def test_lower_layers_never_import_higher_ones(layer):
+    for name, path in SOURCES.items():
+        if not name.startswith(f"hfgen.{layer}"):
+            continue
+        upward = sorted(m for m in imported_modules(path) if m.startswith(HIGHER))
+        assert not upward, f"{name} imports {upward}: move the shared code down (see ARCHITECTURE.md)"
+
+
+def test_no_import_cycles_between_modules():
+    graph = {}
+    for name, path in SOURCES.items():
+        targets = set()
+        for module in imported_modules(path):
+            while module and module not in SOURCES:  # `from hfgen.x import y` where y is a name, not a module
+                module = module.rpartition(".")[0]
+            if module and module != name and not name.startswith(module + "."):  # a package's own __init__
+                targets.add(module)
+        graph[name] = targets
+    # a module's package __init__ re-exporting it is not a cycle: drop edges from a package to its own children
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not t.startswith(name + ".")}
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                cycle = stack[stack.index(target) :] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
