@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 # public name -> module defining it. Imported on first use (PEP 562), as diffusers' and transformers' `_LazyModule`
 # do, so that `hfgen --help`, `hfgen --version` and `import hfgen` do not import torch.
 _EXPORTS = {
-    "compare": "hfgen.comparison",
+    "compare": "hfgen.jobs.compare",
     "load_image_dataset": "hfgen.data.images",
     "open_image_source": "hfgen.data.images",
     "CheckpointError": "hfgen.errors",
@@ -89,9 +89,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from hfgen.comparison import compare
     from hfgen.data.images import load_image_dataset, open_image_source
     from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError
+    from hfgen.jobs.compare import compare
     from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel
     from hfgen.pipelines import (
         AnnealedLangevinPipeline,

@@ -119,6 +119,7 @@ def _json_object(text: str) -> dict:
 def _sample(argv: list[str]) -> None:
     import torch
 
+    from hfgen.output_folder.layout import SAMPLES_DIR
     from hfgen.pipelines import load_pipeline
     from hfgen.pipelines.sampling import sample_images
     from hfgen.plotting import save_image_grid
@@ -143,7 +144,7 @@ def _sample(argv: list[str]) -> None:
     output = args.output
     if output is None:
         folder = args.output_dir if os.path.isdir(args.output_dir) else "."
-        output = os.path.join(folder, "samples", f"{result.scheduler_name}-{result.num_inference_steps}steps.png")
+        output = os.path.join(folder, SAMPLES_DIR, f"{result.scheduler_name}-{result.num_inference_steps}steps.png")
     save_image_grid(result.images, output)
     if args.save_images:
         from hfgen.data.images import tensor_to_pil
@@ -180,7 +181,7 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(argv: list[str]) -> None:
-    from hfgen.metrics.evaluate import evaluate_pipeline, format_metrics_table, save_metrics
+    from hfgen.jobs.evaluate import evaluate_pipeline, format_metrics_table, save_metrics
 
     parser = argparse.ArgumentParser(
         prog="hfgen evaluate",
@@ -215,7 +216,7 @@ def _evaluate(argv: list[str]) -> None:
 
 
 def _compare_samplers(argv: list[str]) -> None:
-    from hfgen.metrics.evaluate import compare_samplers, parse_sampler_configs
+    from hfgen.jobs.compare_samplers import compare_samplers, parse_sampler_configs
 
     parser = argparse.ArgumentParser(
         prog="hfgen compare-samplers",
@@ -248,7 +249,7 @@ def _compare_samplers(argv: list[str]) -> None:
 def _compare(argv: list[str]) -> None:
     from transformers import HfArgumentParser
 
-    from hfgen.comparison import CompareArguments, compare
+    from hfgen.jobs.compare import CompareArguments, compare
     from hfgen.training.arguments import DataArguments
 
     parser = HfArgumentParser(
@@ -298,7 +299,7 @@ def _compare_default_dir(data_args) -> str:
 
 
 def _explore(argv: list[str]) -> None:
-    from hfgen.explore import explore
+    from hfgen.jobs.explore import explore
 
     parser = argparse.ArgumentParser(
         prog="hfgen explore",
@@ -342,7 +343,7 @@ def _explore(argv: list[str]) -> None:
 
 
 def _ood(argv: list[str]) -> None:
-    from hfgen.metrics.ood import BUILT_IN_OOD, detect_ood
+    from hfgen.jobs.ood import BUILT_IN_OOD, detect_ood
 
     parser = argparse.ArgumentParser(
         prog="hfgen ood",

@@ -122,7 +122,7 @@ def knn_confusions(codes: torch.Tensor, labels: torch.Tensor, k: int = 10, top: 
 @recipe("mnist-autoencoder")
 def mnist_autoencoder(data_dir: str, out: str) -> tuple[str, list[str]]:
     import hfgen
-    from hfgen.explore import explore, load_held_out_images
+    from hfgen.jobs.explore import explore, load_held_out_images
 
     folder = os.path.join(out, "model")
     count = steps(3000)
@@ -158,7 +158,7 @@ def mnist_autoencoder(data_dir: str, out: str) -> tuple[str, list[str]]:
 @recipe("mnist-vae")
 def mnist_vae(data_dir: str, out: str) -> tuple[str, list[str]]:
     import hfgen
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.plotting import plot_image_rows
 
     rows, grids = [], []
@@ -238,7 +238,7 @@ def mnist_dcgan(data_dir: str, out: str) -> tuple[str, list[str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.plotting import plot_image_rows, save_figure
 
     count, every = steps(1500), 150
@@ -336,7 +336,7 @@ def mnist_wgan(data_dir: str, out: str) -> tuple[str, list[str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.plotting import plot_image_rows, save_figure
 
     budgets = {"wgan": steps(800), "wgan-gp": steps(500)}
@@ -411,7 +411,7 @@ DDPM_UNET = {
 def mnist_ddpm(data_dir: str, out: str) -> tuple[str, list[str]]:
     """DDPM on MNIST (a CPU-sized UNet, EMA), sampled with DDPM-1000, DDIM-50 and <= 25-step samplers: FID,
     coverage and images/s on the same seed and count, against the real-data floor."""
-    from hfgen.metrics.evaluate import compare_samplers
+    from hfgen.jobs.compare_samplers import compare_samplers
 
     folder = os.path.join(out, "model")
     count, num_images = steps(DDPM_BUDGET["steps"]), 150 if SMOKE else DDPM_BUDGET["images"]
@@ -619,7 +619,7 @@ def cifar_path(data_dir: str) -> str:
 def flow_ood(folder: str, train_images: torch.Tensor, held_out: torch.Tensor, out_sets: dict, title: str, out: str):
     """Score held-out and OOD sets with the flow in ``folder``; return the table rows and the histogram figure."""
     import hfgen
-    from hfgen.metrics.ood import SCORES, auroc, ood_scores, plot_ood_histograms
+    from hfgen.jobs.ood import SCORES, auroc, ood_scores, plot_ood_histograms
 
     pipeline = hfgen.load_pipeline(folder)
     pipeline.set_progress_bar_config(disable=True)
@@ -648,7 +648,7 @@ OOD_HEADER = ["data", "images", "mean bits/dim", "AUROC NLL", "AUROC typicality"
 def flow_ood_mnist(data_dir: str, out: str) -> tuple[str, list[str]]:
     """Real NVP trained on MNIST's 8,000 train images, scored on the 2,000 held-out ones and on CIFAR-10
     (greyscale, resized to 28), constant and noise images."""
-    from hfgen.metrics.ood import load_ood_images
+    from hfgen.jobs.ood import load_ood_images
 
     folder = os.path.join(out, "model")
     count = steps(FLOW_BUDGET["mnist"])
@@ -672,8 +672,8 @@ def flow_ood_mnist(data_dir: str, out: str) -> tuple[str, list[str]]:
 def flow_ood_cifar(data_dir: str, out: str) -> tuple[str, list[str]]:
     """Real NVP trained on CIFAR-10's 9,000 train images, scored on the 1,000 held-out ones and on MNIST (padded to
     32, repeated to 3 channels), constant and noise images; held-out bits/dim next to PNG's."""
+    from hfgen.jobs.ood import load_ood_images
     from hfgen.metrics.likelihood import png_bits_per_dim
-    from hfgen.metrics.ood import load_ood_images
 
     folder = os.path.join(out, "model")
     count = steps(FLOW_BUDGET["cifar"])
@@ -830,7 +830,7 @@ def clevr_side_by_side(real: str, generated: str, path: str) -> str:
 # ------------------------------------------------------------------------------------------- the trilemma, measured
 def run_compare(out: str, label: str, data_flags: dict) -> tuple[str, list[str]]:
     """`hfgen compare` with its default families on ``data_flags`` (every family trained afresh)."""
-    from hfgen.comparison import DEFAULT_MODELS, compare
+    from hfgen.jobs.compare import DEFAULT_MODELS, compare
 
     minutes, num_images = COMPARE_BUDGET[label]
     models, budget = (

@@ -54,7 +54,7 @@ def test_grid_steps_beyond_a_short_schedule_are_clamped_and_the_model_is_sampled
     assert (out / "model_index.json").exists() and (out / "samples" / "step-000003.png").exists()
     saved = json.loads((out / "training_args.json").read_text())
     assert saved["output_dir"] == str(out) and saved["sample_num_inference_steps"] == 20
-    from hfgen.metrics.evaluate import compare_samplers
+    from hfgen.jobs.compare_samplers import compare_samplers
 
     rows = compare_samplers(str(out), num_images=70)  # the default 100- and 50-step DDIM rows are left out
     assert rows[0]["scheduler"] == "ddpm" and rows[0]["nfe"] == 20
@@ -175,7 +175,7 @@ def test_silently_wrong_sampling_values_are_one_line(small_vae):
 
 
 def test_a_read_only_model_folder_loses_no_metrics(small_vae, monkeypatch, capsys):
-    import hfgen.metrics.evaluate as evaluate
+    import hfgen.jobs.evaluate as evaluate
 
     def refuse(*_):
         raise OSError(30, "Read-only file system", str(small_vae / "metrics.json"))
@@ -235,7 +235,41 @@ def test_a_training_step_that_cannot_fit_in_memory_is_refused_with_the_estimate(
         context = TrainingContext(data, training, model, num_channels=1, resolution=resolution, num_train_images=9,
                                   dataset_label="t")  # fmt: skip
         models = objective.build_models(context)
-        sizes[resolution, batch] = estimate_step_bytes(objective, models, batch, 1, resolution)
+        sizes[resolution, batch] = estimate_step_bytes(objective, models, batch, 1, resolution, context)
     assert sizes[16, 8] < sizes[16, 16] < 2.2 * sizes[16, 8]
     assert sizes[32, 8] > 2 * sizes[16, 8]
     assert "item" not in torch.Tensor.__dict__ and torch.tensor(3.0).item() == 3.0
+
+
+def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path, monkeypatch):
+    import os
+
+    import accelerate
+
+    from hfgen.errors import CheckpointError
+    from hfgen.training.trainer import list_checkpoints
+
+    original = accelerate.Accelerator.save_state
+    calls = []
+
+    def full_disk(self, output_dir=None, *args, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == 2:  # the second checkpoint: half a file, then torch's disk-full error
+            os.makedirs(output_dir, exist_ok=True)
+            with open(os.path.join(output_dir, "optimizer.bin"), "wb") as handle:
+                handle.write(b"\0" * 10)
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1536 vs 1454")
+        return original(self, output_dir, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", full_disk)
+    out = tmp_path / "run"
+    flags = {**TINY_DDPM, "checkpointing_steps": 2}
+    with pytest.raises(CheckpointError, match="most likely a full disk") as info:
+        hfgen.train("ddpm", output_dir=out, max_train_steps=4, **flags)
+    assert "checkpoint-4" in str(info.value) and "checkpoint-2 stays loadable" in str(info.value)
+    assert [os.path.basename(p) for p in list_checkpoints(str(out))] == ["checkpoint-2"]
+    assert not [name for name in os.listdir(out / "checkpoints") if name.startswith(".tmp")]
+    assert not (out / ".hfgen.lock").exists()
+    monkeypatch.undo()  # space freed: the run resumes from the last complete checkpoint
+    result = hfgen.train("ddpm", output_dir=out, max_train_steps=4, resume_from_checkpoint="latest", **flags)
+    assert result.global_step == 4 and (out / "model_index.json").exists()

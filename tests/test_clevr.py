@@ -25,12 +25,12 @@ from hfgen.data.clevr import (
     answer_question,
     load_clevr,
     make_clevr_dataset,
-    normalize_answer,
     parse_question,
     question_type_from_program,
     split_clevr_by_image,
 )
 from hfgen.errors import ConfigurationError, DatasetError
+from hfgen.vqa.evaluation import normalize_answer
 
 SIZES = ["small", "large"]
 COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]

@@ -6,7 +6,7 @@ import math
 import pytest
 from test_cli import error_line, hfgen_cli
 
-from hfgen.comparison import _convert, _typed_flags, parse_family_flags, trilemma_scores
+from hfgen.jobs.compare import _convert, _typed_flags, parse_family_flags, trilemma_scores
 from hfgen.training.objectives import get_objective
 
 ROW_KEYS = ("fid", "fid_floor", "precision", "recall", "coverage", "nfe", "images_per_second", "train_seconds",

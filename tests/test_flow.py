@@ -158,7 +158,7 @@ def test_png_baseline_counts_the_png_bytes():
 
 
 def test_evaluate_reports_bits_per_dim_next_to_png(tmp_path):
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
 
     out = tmp_path / "flow"
     hfgen.train(
@@ -174,7 +174,7 @@ def test_evaluate_reports_bits_per_dim_next_to_png(tmp_path):
 
 def test_auroc_and_ood_detection(tmp_path):
     from hfgen.errors import DatasetError, HfgenError
-    from hfgen.metrics.ood import auroc, detect_ood
+    from hfgen.jobs.ood import auroc, detect_ood
 
     assert auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0])) == 1.0
     assert auroc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 0.0
@@ -199,7 +199,7 @@ def test_auroc_and_ood_detection(tmp_path):
 
 
 def test_clevr_ood_set_is_drawn_by_the_vqa_generator():
-    from hfgen.metrics.ood import load_ood_images
+    from hfgen.jobs.ood import load_ood_images
 
     in_images = torch.zeros(6, 1, 16, 16)
     scenes = load_ood_images("clevr", in_images, seed=3)

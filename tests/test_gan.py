@@ -359,20 +359,21 @@ def recording(base: type):
     class Recording(base):
         def __init__(self):
             super().__init__()
-            self.calls, self.steps, self.after = [], [], []
+            self.calls, self.steps, self.after, self.step = [], [], [], None
 
-        def compute_loss(self, models, images, generator, phase="model"):
-            self.calls.append((self.context.global_step, phase, images.detach().clone()))
-            return super().compute_loss(models, images, generator, phase)
+        def compute_loss(self, models, images, generator, phase="model", step=0):
+            self.step = step  # the loop passes the optimiser step explicitly
+            self.calls.append((step, phase, images.detach().clone()))
+            return super().compute_loss(models, images, generator, phase, step)
 
         def create_optimizers(self, models, context):
             optimizers = super().create_optimizers(models, context)
             for index, optimizer in enumerate(optimizers):
-                optimizer.register_step_post_hook(lambda *_, i=index: self.steps.append((self.context.global_step, i)))
+                optimizer.register_step_post_hook(lambda *_, i=index: self.steps.append((self.step, i)))
             return optimizers
 
         def after_update(self, models, phase):
-            self.after.append((self.context.global_step, phase))
+            self.after.append((self.step, phase))
             super().after_update(models, phase)
 
     return Recording()
@@ -392,7 +393,7 @@ def test_n_critic_critic_updates_per_generator_update(tmp_path, base, n_critic, 
     result = hfgen.train(objective, output_dir=str(tmp_path / "run"), max_train_steps=steps, **flags)
     assert result.global_step == steps
     phase = "discriminator" if base is DCGANObjective else "critic"
-    assert objective.updates() == [Update(phase, 0)] * expected + [Update("generator", 1)]
+    assert objective.updates(objective.context) == [Update(phase, 0)] * expected + [Update("generator", 1)]
 
     per_step = [phase] * expected + ["generator"]
     assert [(s, p) for s, p, _ in objective.calls] == [(s, p) for s in range(steps) for p in per_step]
@@ -564,9 +565,9 @@ def test_instance_noise_anneals_linearly_to_zero():
     models = {"generator": models["generator"], "critic": recorder}
     images = torch.zeros(32, 1, 16, 16)
     for step, std in ((0, 0.5), (2, 0.4), (5, 0.25), (9, 0.05), (10, 0.0)):
-        context.global_step = step
         recorder.inputs.clear()
-        _, logs = objective.compute_loss(models, images, torch.Generator().manual_seed(6), phase="discriminator")
+        generator = torch.Generator().manual_seed(6)
+        _, logs = objective.compute_loss(models, images, generator, phase="discriminator", step=step)
         real_input = recorder.inputs[0]
         g = torch.Generator().manual_seed(6)
         torch.randn(32, 8, generator=g)  # z comes first
@@ -577,9 +578,8 @@ def test_instance_noise_anneals_linearly_to_zero():
         else:
             assert torch.equal(real_input, images)
     # the generator's images also pass through the noise on their way to the critic
-    context.global_step = 0
     recorder.inputs.clear()
-    objective.compute_loss(models, images, torch.Generator().manual_seed(7), phase="generator")
+    objective.compute_loss(models, images, torch.Generator().manual_seed(7), phase="generator", step=0)
     z = torch.randn(32, 8, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         clean = models["generator"](z).sample
@@ -786,7 +786,7 @@ def test_save_and_load_gives_the_same_images_for_the_same_seed(gan, tmp_path):
 
 
 def test_evaluate_reports_one_network_evaluation(tiny_gan_dir, tmp_path):
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
 
     folder = tmp_path / "gan"
     shutil.copytree(tiny_gan_dir, folder)
@@ -896,7 +896,7 @@ def test_resolved_defaults_and_overrides(name, flags, expected):
     for key, value in {**expected, **COMMON_DEFAULTS}.items():
         assert resolved[key] == value, key
     assert models["critic"].config.use_batch_norm is expected["critic_batch_norm"]
-    assert len(objective.updates()) == expected["n_critic"] + 1
+    assert len(objective.updates(context)) == expected["n_critic"] + 1
 
 
 # -------------------------------------------------------------------------------------- command-line errors

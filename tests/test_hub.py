@@ -1,4 +1,4 @@
-"""Model cards and Hub upload (`hfgen.hub`), without the network."""
+"""Model cards and Hub upload (`hfgen.output_folder.model_card`, `hfgen.output_folder.hub`), without the network."""
 
 import json
 import os
@@ -18,13 +18,8 @@ from huggingface_hub.utils import filter_repo_objects
 
 import hfgen
 from hfgen.errors import HfgenError
-from hfgen.hub import (
-    UPLOAD_IGNORE_PATTERNS,
-    model_card_template,
-    push_to_hub,
-    render_model_card,
-    training_command,
-)
+from hfgen.output_folder.hub import UPLOAD_IGNORE_PATTERNS, push_to_hub
+from hfgen.output_folder.model_card import model_card_template, render_model_card, training_command
 from hfgen.training.arguments import DataArguments, TrainingArguments, arguments_to_dict
 from hfgen.training.objectives.ddpm import DDPMArguments
 
@@ -312,10 +307,11 @@ def test_template_renders_from_a_regular_install(tmp_path):
     assert (target / "hfgen" / "model_cards" / "ddpm.md").is_file()
 
     script = (
-        "import hfgen, hfgen.hub\n"
+        "import hfgen\n"
+        "from hfgen.output_folder import model_card\n"
         "print(hfgen.__file__)\n"
-        "text = hfgen.hub.model_card_template('ddpm.md')\n"
-        "card = hfgen.hub.render_model_card('ddpm.md', {'library_name': 'diffusers'}, repo_id='me/x', "
+        "text = model_card.model_card_template('ddpm.md')\n"
+        "card = model_card.render_model_card('ddpm.md', {'library_name': 'diffusers'}, repo_id='me/x', "
         "model_name='x')\n"
         "print(len(text))\n"
         "print(card.data.library_name, 'DDPMPipeline.from_pretrained(\"me/x\")' in card.text)\n"

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hfgen"
-LOWER = ("models", "schedulers", "data", "pipelines", "metrics")
-HIGHER = ("hfgen.training", "hfgen.cli", "hfgen.vqa", "hfgen.hub", "hfgen.comparison", "hfgen.explore")
+LOWER = ("output_folder", "models", "schedulers", "data", "pipelines", "metrics")
+HIGHER = ("hfgen.training", "hfgen.cli", "hfgen.vqa", "hfgen.output_folder.hub", "hfgen.jobs")
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -69,3 +69,14 @@ def test_no_import_cycles_between_modules():
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def test_every_package_is_installed():
+    """setup.cfg lists the packages explicitly: a new subpackage missing there would be left out of the wheel."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(PACKAGE.parent / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [options] packages in setup.cfg"

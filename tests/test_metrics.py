@@ -260,7 +260,7 @@ def test_evaluate_with_too_few_images_is_one_clear_line(tiny_trained):
 
 
 def test_compare_samplers_writes_table_json_and_plot(tiny_trained):
-    from hfgen.metrics.evaluate import compare_samplers
+    from hfgen.jobs.compare_samplers import compare_samplers
 
     rows = compare_samplers(str(tiny_trained), num_images=80, configs=[("ddim", 5), ("dpmsolver++", 3)],
                             extra_configs=[("euler", 2)])  # fmt: skip
@@ -281,7 +281,7 @@ def test_compare_samplers_writes_table_json_and_plot(tiny_trained):
 
 def test_parse_sampler_configs():
     from hfgen.errors import HfgenError
-    from hfgen.metrics.evaluate import parse_sampler_configs
+    from hfgen.jobs.compare_samplers import parse_sampler_configs
 
     assert parse_sampler_configs("euler:30, unipc:10") == [("euler", 30), ("unipc", 10)]
     assert parse_sampler_configs(None) == []

@@ -502,7 +502,7 @@ def test_explore_writes_every_figure_of_a_vae(acceptance_dir, capsys):
 
 
 def test_explore_an_autoencoder_has_no_prior_samples(tiny_autoencoder_dir, tmp_path):
-    from hfgen.explore import explore
+    from hfgen.jobs.explore import explore
 
     paths = explore(str(tiny_autoencoder_dir), figures_dir=str(tmp_path / "figures"))
     assert set(paths) == set(FIGURES) - {"prior_samples"}
@@ -604,7 +604,7 @@ def test_vae_encode_is_the_posterior_mean(vae, held_out):
 
 
 def test_evaluate_pipeline_reports_the_negative_elbo(tiny_vae_dir, vae, held_out):
-    from hfgen.metrics.evaluate import evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.metrics.features import load_feature_extractor
     from hfgen.metrics.image_quality import minimum_samples
 

@@ -1,4 +1,5 @@
-"""Sample-quality and likelihood metrics (arrive with the evaluation issue)."""
+"""Sample-quality and likelihood metrics: pure scores of tensors (features, FID/KID/CMMD, precision/recall/density/
+coverage, likelihood, ROUGE). The jobs that load a folder, sample and write results live in `hfgen.jobs`."""
 
 from pathlib import Path
 

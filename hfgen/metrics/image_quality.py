@@ -242,14 +242,11 @@ def training_data_spec(output_dir: str) -> dict | None:
         dict with the `DATA_KEYS` (``dataset_name``, ``train_data_dir``, ``held_out_size``, ``attribute_file``,
         ``attribute``, ``center_crop``), or None for a folder without ``training_args.json`` (e.g. a Hub repo id).
     """
-    import json
-    import os
+    from hfgen.output_folder.layout import read_training_args
 
-    path = os.path.join(output_dir, "training_args.json")
-    if not os.path.isfile(path):
+    args = read_training_args(output_dir)
+    if args is None:
         return None
-    with open(path) as handle:
-        args = json.load(handle)
     return {key: args.get(key) for key in DATA_KEYS}
 
 

@@ -6,16 +6,15 @@ import json
 import os
 
 from hfgen.errors import CheckpointError
-
-
-def looks_like_local_path(path_or_repo_id: str) -> bool:
-    """Whether ``path_or_repo_id`` can only mean a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``), never a Hub
-    repo id (``name`` or ``namespace/name``), so a missing one is an error rather than a download."""
-    stripped = path_or_repo_id.strip("/").replace("/", "", 1)
-    return path_or_repo_id.startswith((".", "/", "~")) or os.sep in stripped or path_or_repo_id.count("/") > 1
+from hfgen.output_folder.layout import MODEL_INDEX, looks_like_local_path
 
 
 def _local_folder(path_or_repo_id: str) -> str:
+    """``path_or_repo_id`` itself when it is a folder, else its Hub snapshot (checkpoints and logs left out).
+
+    Raises:
+        CheckpointError: a local-looking path that does not exist, or a repo that cannot be downloaded.
+    """
     if os.path.isdir(path_or_repo_id):
         return path_or_repo_id
     if looks_like_local_path(path_or_repo_id):
@@ -74,7 +73,7 @@ def load_pipeline(path_or_repo_id: str, **kwargs):
     import diffusers
 
     folder = _local_folder(os.path.expanduser(path_or_repo_id))
-    index_path = os.path.join(folder, "model_index.json")
+    index_path = os.path.join(folder, MODEL_INDEX)
     if not os.path.isfile(index_path):
         raise CheckpointError(
             f"{path_or_repo_id} has no model_index.json: it is not a trained hfgen folder (training saves it at the "

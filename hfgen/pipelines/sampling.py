@@ -83,6 +83,7 @@ def sample_images(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     pipeline_kwargs: dict | None = None,
+    show_progress: bool = True,
 ) -> SamplingResult:
     """Draw ``num_images`` samples from ``pipeline`` in batches of ``batch_size``.
 
@@ -96,6 +97,7 @@ def sample_images(
     reports the length of their ``scheduler.timesteps`` (L·T Langevin steps, +1 with denoising).
 
     Args:
+        show_progress (`bool`): a tqdm bar over the images (off for the grids drawn during training).
         pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's ``__call__`` (e.g. ``{"denoise":
             False, "steps_per_level": 50}`` for NCSN, ``{"temperature": 0.8}`` for a VAE or a flow).
 
@@ -141,6 +143,8 @@ def sample_images(
         if not own_scheduler:
             num_inference_steps = num_inference_steps or 1
         sampler, network, kwargs = pipeline, components.get("unet"), {}
+        if not show_progress and hasattr(pipeline, "set_progress_bar_config"):
+            pipeline.set_progress_bar_config(disable=True)
         name = type(components["scheduler"]).__name__ if "scheduler" in components else type(pipeline).__name__
     accepted = inspect.signature(sampler.__call__).parameters
     unknown = sorted(set(pipeline_kwargs) - set(accepted))
@@ -156,7 +160,7 @@ def sample_images(
     try:
         from tqdm.auto import tqdm
 
-        with tqdm(total=num_images, desc=f"Sampling ({name})", unit="img") as progress:
+        with tqdm(total=num_images, desc=f"Sampling ({name})", unit="img", disable=not show_progress) as progress:
             remaining = num_images
             while remaining > 0:
                 size = min(batch_size, remaining)

@@ -12,6 +12,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from hfgen.output_folder.layout import SECRET_FIELDS  # the one list of secret fields (re-exported here)
+
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -281,8 +283,6 @@ class TrainingArguments:
         ):
             raise ValueError(f"--eval_reference {self.eval_reference} does not exist; pass 'auto', 'digits' or a path")
 
-
-SECRET_FIELDS = ("hub_token",)
 
 # Loop defaults for the fields a family may set differently (GANs: constant LR, no clipping, their Adam betas).
 GENERIC_DEFAULTS = {

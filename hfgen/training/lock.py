@@ -14,8 +14,9 @@ import socket
 import sys
 
 from hfgen.errors import ConfigurationError, FolderInUseError
+from hfgen.output_folder.layout import LOCK
 
-LOCK_NAME = ".hfgen.lock"
+LOCK_NAME = LOCK  # the name lives in hfgen.output_folder.layout
 
 
 def _running(pid: int) -> bool:

@@ -44,8 +44,14 @@ def _meta_scalars():
                 setattr(torch.Tensor, name, method)
 
 
-def estimate_step_bytes(objective, models: dict, batch_size: int, num_channels: int, resolution: int) -> int | None:
+def estimate_step_bytes(
+    objective, models: dict, batch_size: int, num_channels: int, resolution: int, context=None
+) -> int | None:
     """Bytes one optimiser step of ``batch_size`` images of ``num_channels x resolution x resolution`` needs.
+
+    Args:
+        context (`TrainingContext`, *optional*): the run's context, for `Objective.updates` (default: the one
+            `build_models` stored on the objective).
 
     Returns:
         The estimate (activations saved for backward + 4x the float32 parameters), or None when the objective's loss
@@ -65,7 +71,7 @@ def estimate_step_bytes(objective, models: dict, batch_size: int, num_channels: 
         meta = {name: copy.deepcopy(model).to("meta") for name, model in models.items()}
         images = torch.empty(batch_size, num_channels, resolution, resolution, device="meta")
         peak = 0
-        for update in probe.updates():
+        for update in probe.updates(context if context is not None else probe.context):
             saved.clear()
             with _meta_scalars(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
                 probe.compute_loss(meta, images, torch.Generator().manual_seed(0), phase=update.name)
@@ -82,13 +88,14 @@ def available_memory_bytes() -> int | None:
     return available()
 
 
-def check_step_memory(objective, models: dict, args, num_channels: int, resolution: int) -> int | None:
+def check_step_memory(objective, models: dict, context) -> int | None:
     """Refuse a run whose single training step cannot fit in the available memory.
 
     Raises:
         ConfigurationError: naming the estimate, the available memory and the flags to lower.
     """
-    needed = estimate_step_bytes(objective, models, args.train_batch_size, num_channels, resolution)
+    args, num_channels, resolution = context.training_args, context.num_channels, context.resolution
+    needed = estimate_step_bytes(objective, models, args.train_batch_size, num_channels, resolution, context)
     available = available_memory_bytes()
     if needed is None or available is None or needed <= available:
         return needed

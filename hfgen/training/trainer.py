@@ -37,6 +37,14 @@ from hfgen.errors import (
     TrainingDivergedError,
     UnknownArgumentError,
 )
+from hfgen.output_folder.layout import (  # noqa: F401  (list_checkpoints: re-exported for callers of the loop)
+    CHECKPOINTS_DIR,
+    LOSS_PLOT,
+    SAMPLES_DIR,
+    checkpoint_step,
+    list_checkpoints,
+    write_training_args,
+)
 from hfgen.training.arguments import (
     GENERIC_DEFAULTS,
     LAZY_LOADING_THRESHOLD_GB,
@@ -44,15 +52,12 @@ from hfgen.training.arguments import (
     TrainingArguments,
     arguments_to_dict,
 )
+from hfgen.training.checkpointing import Checkpoints, write_failure
 from hfgen.training.objectives import Objective, get_objective
 from hfgen.training.objectives.base import TrainingContext
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_PREFIX = "checkpoint-"
-TMP_PREFIX = ".tmp-"
-TRAINER_STATE = "trainer_state.json"
 TRAIN_IMAGES_SUBSET = 2000  # TrainingContext.train_images: a fixed random subset of at most this many images
 
 
@@ -61,30 +66,6 @@ def derived_seed(*keys: int | str) -> int:
     entropy = [k % (1 << 64) if isinstance(k, int) else int.from_bytes(str(k).encode(), "little") for k in keys]
     low, high = np.random.SeedSequence(entropy).generate_state(2, np.uint32).tolist()
     return ((high << 32) | low) & ((1 << 63) - 1)
-
-
-def checkpoint_step(path: str) -> int | None:
-    """The step N of a ``checkpoint-N`` folder path, or None for any other name."""
-    name = os.path.basename(os.path.normpath(path))
-    suffix = name[len(CHECKPOINT_PREFIX) :]
-    return int(suffix) if name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
-
-
-def list_checkpoints(output_dir: str) -> list[str]:
-    """Complete checkpoint folders in ``OUTPUT_DIR/checkpoints``, oldest (lowest step) first.
-
-    A folder counts only when named ``checkpoint-N`` and holding ``trainer_state.json`` (written last), so a
-    half-written checkpoint (``.tmp-checkpoint-N``) is never picked.
-    """
-    root = os.path.join(output_dir, CHECKPOINTS_DIR)
-    if not os.path.isdir(root):
-        return []
-    found = []
-    for name in os.listdir(root):
-        step = checkpoint_step(name)
-        if step is not None and os.path.isfile(os.path.join(root, name, TRAINER_STATE)):
-            found.append((step, os.path.join(root, name)))
-    return [path for _, path in sorted(found)]
 
 
 # what `--eval_steps` keeps over training (class metrics only where the features classify, e.g. digits, mnist)
@@ -381,159 +362,27 @@ class _Trainer:
         return torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------- checkpoints
-    def _register_ema_hooks(self):
-        accelerator, ema, ema_key = self.accelerator, self.ema, self.objective.ema_model
-
-        def save_hook(models, weights, output_dir):
-            if accelerator.is_main_process:
-                ema.save_pretrained(os.path.join(output_dir, "ema", ema_key))
-
-        def load_hook(models, input_dir):
-            from diffusers.training_utils import EMAModel
-
-            path = os.path.join(input_dir, "ema", ema_key)
-            if not os.path.isdir(path):
-                raise CheckpointError(f"{input_dir} has no EMA weights ({path}); resume without --use_ema")
-            loaded = EMAModel.from_pretrained(path, type(self.unwrapped[ema_key]))
-            ema.load_state_dict(loaded.state_dict())
-            ema.to(accelerator.device)
-
-        accelerator.register_save_state_pre_hook(save_hook)
-        accelerator.register_load_state_pre_hook(load_hook)
-
     def _save_checkpoint(self, step: int):
-        accelerator = self.accelerator
-        root = os.path.join(self.output_dir, CHECKPOINTS_DIR)
-        final = os.path.join(root, f"{CHECKPOINT_PREFIX}{step}")
-        tmp = os.path.join(root, f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}")
-        if accelerator.is_main_process:
-            os.makedirs(root, exist_ok=True)
-            for name in os.listdir(root):
-                if name.startswith(TMP_PREFIX):
-                    shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(tmp)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            state = {
-                "global_step": step,
+        """`Checkpoints.save` with this run's histories (the loop's state besides the accelerator's)."""
+        self.checkpoints.save(
+            step,
+            {
                 "loss_history": self.history,
                 "eval_history": self.eval_history,
                 "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
-                "seed": self.args.seed,
-            }
-            with open(os.path.join(tmp, TRAINER_STATE), "w") as handle:
-                json.dump(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            limit = self.args.checkpoints_total_limit
-            if limit is not None:
-                for old in list_checkpoints(self.output_dir)[:-limit]:
-                    shutil.rmtree(old, ignore_errors=True)
-            self.last_checkpoint = final
-        accelerator.wait_for_everyone()
-
-    def _quarantine_checkpoints(self, first_bad_step: int) -> str | None:
-        """Rename checkpoints of step >= ``first_bad_step`` to ``diverged-checkpoint-N``; return the newest good one.
-
-        A NaN loss at step k is computed from the weights after step k - 1, so checkpoints from step k - 1 on hold
-        weights that already diverge; `latest` must not pick them. They are renamed, not deleted.
-        """
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            for path in list_checkpoints(self.output_dir):
-                if checkpoint_step(path) >= first_bad_step:
-                    target = os.path.join(os.path.dirname(path), f"diverged-{os.path.basename(path)}")
-                    shutil.rmtree(target, ignore_errors=True)
-                    os.replace(path, target)
-        self.accelerator.wait_for_everyone()
-        remaining = list_checkpoints(self.output_dir)
-        return remaining[-1] if remaining else None
+            },
+        )
 
     def _resume(self) -> int:
-        request = self.args.resume_from_checkpoint
-        if request is None:
-            return 0
-        if request == "latest":
-            found = list_checkpoints(self.output_dir)
-            if not found:
-                logger.warning("No checkpoint in %s; starting a new training run.", self.output_dir)
-                self.accelerator.print(f"No checkpoint in {self.output_dir}/checkpoints; starting a new training run.")
-                return 0
-            path = found[-1]
-        else:
-            path = os.path.abspath(request)
-            if not os.path.isdir(path):
-                candidate = os.path.join(self.output_dir, CHECKPOINTS_DIR, request)
-                if not os.path.isdir(candidate):
-                    raise CheckpointError(f"checkpoint {request} does not exist; use 'latest' or a checkpoint folder")
-                path = candidate
-        state_path = os.path.join(path, TRAINER_STATE)
-        try:
-            with open(state_path) as handle:
-                state = json.load(handle)
-            step = int(state["global_step"])
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(
-                f"checkpoint {path} is incomplete ({err}); resume from an earlier checkpoint"
-            ) from None
-        try:
-            self.accelerator.load_state(path)
-        except CheckpointError:
-            raise
-        except Exception as err:
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt or does not match this model ({type(err).__name__}: {err}); "
-                "resume from an earlier checkpoint-N or start over with --overwrite_output_dir"
-            ) from None
+        """`Checkpoints.load` of ``--resume_from_checkpoint``; restores the histories; returns the step (0: none)."""
+        step, state = self.checkpoints.load(self.args.resume_from_checkpoint)
+        if not state:
+            return step
         self.history = {k: [tuple(p) for p in v] for k, v in state.get("loss_history", {}).items()} or self.history
         self.eval_history = {k: [tuple(p) for p in v] for k, v in state.get("eval_history", {}).items()}
         if state.get("best_fid") is not None:
             self.best_fid = float(state["best_fid"])
-        self.last_checkpoint = path
-        saved_seed = state.get("seed")
-        if saved_seed is not None and saved_seed != self.args.seed and self.accelerator.is_main_process:
-            print(
-                f"hfgen: warning: {path} was trained with --seed {saved_seed}, this run uses --seed {self.args.seed}: "
-                "the data order and noise from here on differ from an uninterrupted run (pass --seed "
-                f"{saved_seed} for an exact resume)",
-                file=sys.stderr,
-            )
-        self._set_aside_later_checkpoints(step)
-        self.accelerator.print(f"Resumed from {path} at step {step}.")
         return step
-
-    def _set_aside_later_checkpoints(self, step: int) -> None:
-        """Resuming an older checkpoint starts a new branch: checkpoints after ``step`` belong to the abandoned one.
-        They are renamed ``abandoned-checkpoint-N`` (kept, never picked by ``latest``), so that rotation and later
-        resumes only see this branch."""
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            for later in [p for p in list_checkpoints(self.output_dir) if checkpoint_step(p) > step]:
-                target = os.path.join(os.path.dirname(later), f"abandoned-{os.path.basename(later)}")
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(later, target)
-                print(f"hfgen: warning: resuming step {step} abandons {later}; moved to {target}", file=sys.stderr)
-        self.accelerator.wait_for_everyone()
-
-    def _apply_learning_rates(self, optimizers, schedulers, initial_lrs):
-        """After a resume, use this run's learning rate(s), not the checkpoint's (e.g. a lower rate after a NaN).
-
-        The schedule position (``last_epoch``) stays the checkpoint's; with an unchanged rate nothing changes, so
-        resuming stays exact.
-        """
-        for optimizer, scheduler, lrs in zip(optimizers, schedulers, initial_lrs):
-            inner = getattr(scheduler, "scheduler", scheduler)
-            old = list(inner.base_lrs)
-            inner.base_lrs = list(lrs)
-            for group, base, factor in zip(optimizer.param_groups, lrs, inner.lr_lambdas):
-                group["initial_lr"] = base
-                group["lr"] = base * factor(inner.last_epoch)
-            if old != list(lrs):
-                self.accelerator.print(f"Learning rate changed on resume: {old} -> {list(lrs)}.")
 
     def _loss_key(self, update) -> str:
         """The history/log name of an update's loss: ``loss`` for one-update objectives, else ``<phase>_loss``."""
@@ -543,7 +392,7 @@ class _Trainer:
         """Stop on a NaN/inf loss or gradient: quarantine checkpoints written after it and raise."""
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        good = self._quarantine_checkpoints(first_bad_step=global_step)
+        good = self.checkpoints.quarantine(first_bad_step=global_step)
         where = (
             f"the last good checkpoint {good} is intact (resume with --resume_from_checkpoint latest and a "
             "lower --learning_rate)"
@@ -587,7 +436,7 @@ class _Trainer:
             self.history.setdefault(key, []).append((step, value))
         if held_out and self.args.logger != "none":
             self.accelerator.log(held_out, step=step)
-        path = os.path.join(self.output_dir, "samples", f"step-{step:06d}.png")
+        path = os.path.join(self.output_dir, SAMPLES_DIR, f"step-{step:06d}.png")
         save_image_grid(images, path)
         self.last_grid = path
 
@@ -663,14 +512,21 @@ class _Trainer:
             print(f"hfgen: warning: {message}; training and saving go on", file=sys.stderr)
 
     def _finish(self, step: int, seconds: float):
-        from hfgen.hub import push_to_hub, write_model_card
+        from hfgen.output_folder.hub import push_to_hub
+        from hfgen.output_folder.model_card import write_model_card
         from hfgen.plotting import plot_loss_curves
 
         for model in self.unwrapped.values():
             model.eval()
         with self._ema_weights():  # the trained pipeline first: no figure below can lose it
             pipeline = self.objective.build_pipeline(self.unwrapped)
-            pipeline.save_pretrained(self.output_dir, safe_serialization=True)
+            try:
+                pipeline.save_pretrained(self.output_dir, safe_serialization=True)
+            except (OSError, RuntimeError) as err:
+                failure = write_failure(err, self.output_dir, self.checkpoints.last)
+                if failure is None:
+                    raise
+                raise failure from None
         if self.last_grid is None or not self.last_grid.endswith(f"step-{step:06d}.png"):
             self._figure(lambda: self._save_sample_grid(step), f"the final sample grid (step {step})")
         final = self.history.get(self._loss_key(self.updates[-1]))  # the last update's loss (GANs: the generator's)
@@ -678,11 +534,11 @@ class _Trainer:
         self._figure(
             lambda: plot_loss_curves(
                 self.history,
-                os.path.join(self.output_dir, "loss.png"),
+                os.path.join(self.output_dir, LOSS_PLOT),
                 title=f"{self.objective.name} loss",
                 ylabel=self.objective.loss_label,
             ),
-            "loss.png",
+            LOSS_PLOT,
         )
         self._figure(lambda: self.objective.write_figures(self.output_dir, self.history, self.eval_history), "figures")
         if self.eval_history.get("fid"):
@@ -695,18 +551,67 @@ class _Trainer:
                 ),
                 "fid.png",
             )
+        grid = os.path.relpath(self.last_grid, self.output_dir) if self.last_grid else None
+        data_args = self.data_args
+        datasets = None  # a Hub dataset id only (a local path is no dataset id)
+        if data_args.train_data_dir is None and data_args.dataset_name and not os.path.exists(data_args.dataset_name):
+            datasets = [data_args.dataset_name]
         write_model_card(
-            self.objective,
-            self.context,
             self.output_dir,
-            step=step,
-            train_seconds=seconds,
-            sample_grid=os.path.relpath(self.last_grid, self.output_dir) if self.last_grid else None,
+            self.objective.model_card_template,
+            self._model_card_variables(step, seconds, grid),
+            tags=self.objective.tags,
+            pipeline_tag=self.objective.pipeline_tag,
+            datasets=datasets,
         )
         if self.args.push_to_hub:
             push_to_hub(
                 self.output_dir, self.args.hub_model_id, token=self.args.hub_token, private=self.args.hub_private_repo
             )
+
+    def _model_card_variables(self, step: int, seconds: float, sample_grid: str | None) -> dict:
+        """The model card template's variables for this run: every argument (secrets dropped by the card writer),
+        the family's own (`Objective.model_card_context`) and facts about the run."""
+        import dataclasses
+        import platform
+
+        from hfgen.data.images import resolve_held_out_size
+        from hfgen.output_folder.model_card import library_versions, training_command
+
+        context, args, data_args = self.context, self.args, self.data_args
+        repo_id = args.hub_model_id or self.output_dir
+        images_seen = step * args.train_batch_size * args.gradient_accumulation_steps * context.num_processes
+        if data_args.train_data_dir is None and data_args.dataset_name in (None, "digits"):
+            held_out_size = 360  # the digits' fixed test split
+        else:
+            held_out_size = resolve_held_out_size(
+                data_args.dataset_name, data_args.train_data_dir, data_args.held_out_size
+            )
+        variables = dataclasses.asdict(args)
+        if context.model_args is not None:
+            variables.update(dataclasses.asdict(context.model_args))
+        variables.update(self.objective.model_card_context(context))
+        variables.update(
+            model_name=os.path.basename(os.path.normpath(repo_id)),
+            repo_id=repo_id,
+            dataset_label=context.dataset_label,
+            num_train_images=context.num_train_images,
+            num_channels=context.num_channels,
+            resolution=context.resolution,
+            num_parameters_m=f"{context.num_parameters / 1e6:.2f}",
+            sample_grid=sample_grid,
+            global_step=step,
+            epochs=f"{images_seen / max(1, context.num_train_images):.0f}",
+            train_minutes=f"{seconds / 60:.1f}",
+            hardware=f"{os.cpu_count()} CPU core(s) ({platform.machine()})",
+            final_loss=f"{context.final_loss:.4f}" if context.final_loss is not None else "n/a",
+            training_command=training_command(self.objective.name, data_args, args, context.model_args),
+            versions=library_versions(),
+            num_processes=context.num_processes,
+            label_source=context.label_source,
+            held_out_size=held_out_size,
+        )
+        return variables
 
     # -------------------------------------------------------------------- loop
     def run(self) -> TrainingResult:
@@ -726,18 +631,67 @@ class _Trainer:
                 lock.release()
 
     def _run(self) -> TrainingResult:
-        from accelerate.utils import set_seed
-        from diffusers.optimization import get_scheduler
+        """The loop: set up, build, resume, then one `_train_step` and one `_after_step` per optimiser step."""
         from tqdm.auto import tqdm
 
+        args, accelerator = self.args, self._setup()
+        models, optimizers, schedulers = self._build_models()
+        self._write_run_config()
+        initial_lrs = [[group["initial_lr"] for group in opt.param_groups] for opt in optimizers]
+        global_step = self._resume()
+        if global_step:
+            self.checkpoints.apply_learning_rates(optimizers, schedulers, initial_lrs)
+        self.updates = self.objective.updates(self.context)
+        accelerator.print(
+            f"Training {self.objective.name} on {self.num_images} images ({self.context.num_channels}x"
+            f"{self.context.resolution}x{self.context.resolution}) for {args.max_train_steps} steps, batch "
+            f"{args.train_batch_size} x {accelerator.num_processes} process(es) x "
+            f"{args.gradient_accumulation_steps} accumulation"
+        )
+        progress = tqdm(
+            total=args.max_train_steps,
+            initial=global_step,
+            desc=f"Training {self.objective.name}",
+            disable=not accelerator.is_local_main_process,
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        for model in models.values():
+            model.train()
+        step_seconds = []
+        with progress:  # closed (its line ended) however the loop ends: an error message starts a fresh line
+            while global_step < args.max_train_steps:
+                step_start = time.perf_counter()
+                losses, logs_sum, grad_norms = self._train_step(global_step, models, optimizers, progress)
+                for scheduler in schedulers:
+                    scheduler.step()
+                if self.ema is not None:
+                    self.ema.step(models[self.objective.ema_model].parameters())
+                global_step += 1
+                step_seconds.append(time.perf_counter() - step_start)
+                self._after_step(global_step, losses, logs_sum, grad_norms, schedulers, progress)
+        seconds = time.perf_counter() - start
+        if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
+            self._save_checkpoint(global_step)  # the final state is always resumable
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            self._finish(global_step, seconds)
+            accelerator.print(f"Saved the trained pipeline to {self.output_dir} ({seconds:.0f} s of training).")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return TrainingResult(self.output_dir, global_step, self.history, seconds, step_seconds, self.eval_history)
+
+    def _setup(self):
+        """The accelerator, the output-folder check, checkpoints, the data and the `TrainingContext`; returns the
+        accelerator."""
         args = self.args
         self.accelerator = accelerator = self._make_accelerator()
         self._check_output_dir()
-        self.last_checkpoint = None
+        self.checkpoints = Checkpoints(accelerator, self.output_dir, args.seed, args.checkpoints_total_limit)
         self.last_grid = None
         self._load_data()
         order = torch.randperm(self.num_images, generator=torch.Generator().manual_seed(args.seed))
-        context = self.context = TrainingContext(
+        self.context = TrainingContext(
             data_args=self.data_args,
             training_args=args,
             model_args=self.model_args,
@@ -757,12 +711,21 @@ class _Trainer:
             )
         if args.eval_steps and accelerator.is_main_process:
             self.scorer = self._make_scorer()  # before training: a bad --eval_num_images must not cost a run
+        return accelerator
+
+    def _build_models(self) -> tuple[dict, list, list]:
+        """The objective's models (after the memory estimate), optimisers, LR schedules and EMA, prepared by the
+        accelerator; returns ``(models, optimizers, schedulers)``."""
+        from accelerate.utils import set_seed
+        from diffusers.optimization import get_scheduler
+
+        args, accelerator, context = self.args, self.accelerator, self.context
         set_seed(args.seed)
         models = self.objective.build_models(context)
         context.num_parameters = sum(p.numel() for m in models.values() for p in m.parameters())
         from hfgen.training.memory import check_step_memory
 
-        check_step_memory(self.objective, models, args, self.data_args.num_channels, self.data_args.resolution)
+        check_step_memory(self.objective, models, context)
         optimizers = self.objective.create_optimizers(models, context)
         schedulers = [
             get_scheduler(
@@ -795,8 +758,14 @@ class _Trainer:
         self.unwrapped = {name: accelerator.unwrap_model(m) for name, m in models.items()}
         if self.ema is not None:
             self.ema.to(accelerator.device)
-            self._register_ema_hooks()
+            ema_key = self.objective.ema_model
+            self.checkpoints.register_ema_hooks(self.ema, ema_key, type(self.unwrapped[ema_key]))
 
+        return models, optimizers, schedulers
+
+    def _write_run_config(self) -> None:
+        """``training_args.json`` (secrets dropped, plus facts about the run) and the trackers' config."""
+        args, accelerator = self.args, self.accelerator
         if accelerator.is_main_process:
             os.makedirs(self.output_dir, exist_ok=True)
             config = {"model": self.objective.name, **arguments_to_dict(self.data_args, args)}
@@ -806,121 +775,87 @@ class _Trainer:
             # facts about the run, not flags: how many images were trained on and where the labels came from
             config["num_train_images"] = self.num_images
             config["labels"] = self.label_source  # None when the data has no labels
-            with open(os.path.join(self.output_dir, "training_args.json"), "w") as handle:
-                json.dump(config, handle, indent=2, sort_keys=True)
+            write_training_args(self.output_dir, config)
             if args.logger != "none":
                 accelerator.init_trackers(f"hfgen-{self.objective.name}", config=_scalars(config))
 
-        initial_lrs = [[group["initial_lr"] for group in opt.param_groups] for opt in optimizers]
-        global_step = self._resume()
-        if global_step:
-            self._apply_learning_rates(optimizers, schedulers, initial_lrs)
-        updates = self.updates = self.objective.updates()
+    def _train_step(self, global_step: int, models: dict, optimizers: list, progress) -> tuple[dict, dict, dict]:
+        """Every update of one optimiser step (each with its micro-batches); stops on a NaN/inf loss or gradient.
+        Returns ``(losses, logs_sum, grad_norms)``: per-update losses, accumulated extra scalars, gradient norms."""
+        args, accelerator, updates = self.args, self.accelerator, self.updates
         accumulation = args.gradient_accumulation_steps
-        accelerator.print(
-            f"Training {self.objective.name} on {self.num_images} images "
-            f"({context.num_channels}x{context.resolution}x{context.resolution}) for {args.max_train_steps} steps, "
-            f"batch {args.train_batch_size} x {accelerator.num_processes} process(es) x {accumulation} accumulation"
-        )
-        progress = tqdm(
-            total=args.max_train_steps,
-            initial=global_step,
-            desc=f"Training {self.objective.name}",
-            disable=not accelerator.is_local_main_process,
-            file=sys.stderr,
-        )
-        start = time.perf_counter()
-        for model in models.values():
-            model.train()
-        step_seconds = []
-        with progress:  # closed (its line ended) however the loop ends: an error message starts a fresh line
-            while global_step < args.max_train_steps:
-                step_start = time.perf_counter()
-                context.global_step = global_step
-                losses: dict[str, list[float]] = {}
-                logs_sum: dict[str, list[float]] = {}
-                grad_norms: dict[str, float] = {}
-                for position, update in enumerate(updates):
-                    update_loss = torch.zeros((), device=accelerator.device)
-                    for micro in range(accumulation):
-                        index = (global_step * len(updates) + position) * accumulation + micro
-                        images = self._batch(index)
-                        generator = self._noise_generator(index)
-                        if self.data_args.random_flip:
-                            from hfgen.data.images import random_hflip
+        losses: dict[str, list[float]] = {}
+        logs_sum: dict[str, list[float]] = {}
+        grad_norms: dict[str, float] = {}
+        for position, update in enumerate(updates):
+            update_loss = torch.zeros((), device=accelerator.device)
+            for micro in range(accumulation):
+                index = (global_step * len(updates) + position) * accumulation + micro
+                images = self._batch(index)
+                generator = self._noise_generator(index)
+                if self.data_args.random_flip:
+                    from hfgen.data.images import random_hflip
 
-                            images = random_hflip(images, generator)
-                        with contextlib.ExitStack() as stack:
-                            if micro < accumulation - 1:
-                                for m in models.values():
-                                    stack.enter_context(accelerator.no_sync(m))
-                            with accelerator.autocast():
-                                loss, logs = self.objective.compute_loss(models, images, generator, phase=update.name)
-                            accelerator.backward(loss / accumulation)
-                        update_loss += loss.detach().float() / accumulation
-                        for key, value in logs.items():
-                            logs_sum.setdefault(key, []).append(float(value) / accumulation)
-                    value = accelerator.gather(update_loss.reshape(1)).mean().item()
-                    optimizer = optimizers[update.optimizer]
-                    grad_norm = None
-                    if math.isfinite(value) and args.max_grad_norm:
-                        params = [p for group in optimizer.param_groups for p in group["params"]]
-                        grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                        grad_norm = float(grad_norm) if grad_norm is not None else None
-                    if not math.isfinite(value) or (grad_norm is not None and not math.isfinite(grad_norm)):
-                        label = "" if len(updates) == 1 else f"{update.name} "
-                        what = (
-                            f"{label}loss {value}" if not math.isfinite(value) else f"{label}gradient norm {grad_norm}"
+                    images = random_hflip(images, generator)
+                with contextlib.ExitStack() as stack:
+                    if micro < accumulation - 1:
+                        for m in models.values():
+                            stack.enter_context(accelerator.no_sync(m))
+                    with accelerator.autocast():
+                        loss, logs = self.objective.compute_loss(
+                            models, images, generator, phase=update.name, step=global_step
                         )
-                        progress.close()
-                        self._diverged(global_step, what, optimizers)
-                    optimizer.step()
-                    for each in optimizers:
-                        each.zero_grad(set_to_none=True)
-                    self.objective.after_update(models, update.name)
-                    losses.setdefault(self._loss_key(update), []).append(value)
-                    if grad_norm is not None:
-                        grad_norms[update.name] = grad_norm
-                for scheduler in schedulers:
-                    scheduler.step()
-                if self.ema is not None:
-                    self.ema.step(models[self.objective.ema_model].parameters())
-                global_step += 1
-                step_seconds.append(time.perf_counter() - step_start)
-                step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
-                accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
-                for key, value in {**step_losses, **accumulated}.items():
-                    self.history.setdefault(key, []).append((global_step, value))
-                lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
-                postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
-                progress.set_postfix(postfix, refresh=False)
-                progress.update(1)
-                if global_step % args.logging_steps == 0 and args.logger != "none":
-                    scalars = {**step_losses, "lr": lr, **accumulated}
-                    for name, norm in grad_norms.items():
-                        scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm
-                    if self.ema is not None:
-                        scalars["ema_decay"] = self.ema.cur_decay_value
-                    accelerator.log(scalars, step=global_step)
-                if accelerator.is_main_process and (
-                    global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
-                ):
-                    self._figure(
-                        lambda s=global_step: self._save_sample_grid(s), f"the sample grid at step {global_step}"
-                    )
-                if args.eval_steps and global_step % args.eval_steps == 0:
-                    if accelerator.is_main_process:
-                        self._evaluate(global_step)
-                    accelerator.wait_for_everyone()
-                if global_step % args.checkpointing_steps == 0:  # last: the checkpoint records this step's evaluation
-                    self._save_checkpoint(global_step)
-        seconds = time.perf_counter() - start
-        if global_step > 0 and global_step not in map(checkpoint_step, list_checkpoints(self.output_dir)):
-            self._save_checkpoint(global_step)  # the final state is always resumable
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            self._finish(global_step, seconds)
-            accelerator.print(f"Saved the trained pipeline to {self.output_dir} ({seconds:.0f} s of training).")
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
-        return TrainingResult(self.output_dir, global_step, self.history, seconds, step_seconds, self.eval_history)
+                    accelerator.backward(loss / accumulation)
+                update_loss += loss.detach().float() / accumulation
+                for key, value in logs.items():
+                    logs_sum.setdefault(key, []).append(float(value) / accumulation)
+            value = accelerator.gather(update_loss.reshape(1)).mean().item()
+            optimizer = optimizers[update.optimizer]
+            grad_norm = None
+            if math.isfinite(value) and args.max_grad_norm:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                grad_norm = float(grad_norm) if grad_norm is not None else None
+            if not math.isfinite(value) or (grad_norm is not None and not math.isfinite(grad_norm)):
+                label = "" if len(updates) == 1 else f"{update.name} "
+                what = f"{label}loss {value}" if not math.isfinite(value) else f"{label}gradient norm {grad_norm}"
+                progress.close()
+                self._diverged(global_step, what, optimizers)
+            optimizer.step()
+            for each in optimizers:
+                each.zero_grad(set_to_none=True)
+            self.objective.after_update(models, update.name)
+            losses.setdefault(self._loss_key(update), []).append(value)
+            if grad_norm is not None:
+                grad_norms[update.name] = grad_norm
+        return losses, logs_sum, grad_norms
+
+    def _after_step(self, global_step: int, losses, logs_sum, grad_norms, schedulers, progress) -> None:
+        """History, progress bar, tracker logging, sample grid, FID and checkpoint after step ``global_step``."""
+        args, accelerator, updates = self.args, self.accelerator, self.updates
+        accumulation = args.gradient_accumulation_steps
+        step_losses = {key: sum(v) / len(v) for key, v in losses.items()}
+        accumulated = {key: sum(v) * accumulation / len(v) for key, v in logs_sum.items()}
+        for key, value in {**step_losses, **accumulated}.items():
+            self.history.setdefault(key, []).append((global_step, value))
+        lr = schedulers[0].get_last_lr()[0] if schedulers else args.learning_rate
+        postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
+        progress.set_postfix(postfix, refresh=False)
+        progress.update(1)
+        if global_step % args.logging_steps == 0 and args.logger != "none":
+            scalars = {**step_losses, "lr": lr, **accumulated}
+            for name, norm in grad_norms.items():
+                scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm
+            if self.ema is not None:
+                scalars["ema_decay"] = self.ema.cur_decay_value
+            accelerator.log(scalars, step=global_step)
+        if accelerator.is_main_process and (
+            global_step % args.save_images_steps == 0 or global_step == args.max_train_steps
+        ):
+            self._figure(lambda s=global_step: self._save_sample_grid(s), f"the sample grid at step {global_step}")
+        if args.eval_steps and global_step % args.eval_steps == 0:
+            if accelerator.is_main_process:
+                self._evaluate(global_step)
+            accelerator.wait_for_everyone()
+        if global_step % args.checkpointing_steps == 0:  # last: the checkpoint records this step's evaluation
+            self._save_checkpoint(global_step)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from hfgen.output_folder.layout import MODEL_CARD, TRAINING_ARGS
+
 
 def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str:
     """Render ``OUTPUT_DIR/README.md`` from the run's ``training_args.json`` and, when given (or saved as
@@ -14,10 +16,10 @@ def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str
     """
     from huggingface_hub import EvalResult
 
-    from hfgen.hub import _versions, render_model_card
+    from hfgen.output_folder.model_card import library_versions, render_model_card
     from hfgen.vqa.modeling import BASE_MODEL_ID
 
-    with open(os.path.join(output_dir, "training_args.json")) as handle:
+    with open(os.path.join(output_dir, TRAINING_ARGS)) as handle:
         args = json.load(handle)
     results_path = os.path.join(output_dir, "eval_results.json")
     if evaluation is None and os.path.isfile(results_path):
@@ -65,8 +67,8 @@ def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str
         train_minutes=f"{args.get('result_seconds', 0) / 60:.1f}",
         evaluation=evaluation,
         training_command=" ".join(command),
-        versions=_versions(),
+        versions=library_versions(),
     )
-    path = os.path.join(output_dir, "README.md")
+    path = os.path.join(output_dir, MODEL_CARD)
     card.save(path)
     return path

@@ -9,6 +9,38 @@ from collections import Counter, defaultdict
 
 import torch
 
+from hfgen.output_folder.layout import TRAINING_ARGS
+
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
+_ARTICLES = {"a", "an", "the"}
+_SPELLINGS = {"colour": "color", "colours": "colors", "grey": "gray"}
+
+
+def normalize_answer(text: str | None) -> str:
+    """Normalise an answer for exact-match scoring against CLEVR's answer vocabulary.
+
+    Lower-cases, strips white space and trailing punctuation, drops the articles "a", "an" and "the", maps the
+    number words "zero".."ten" to "0".."10" and British spellings to CLEVR's ("colour" -> "color",
+    "grey" -> "gray"), and joins the words with single spaces. ``"The Sphere."`` -> ``"sphere"``,
+    ``"Two"`` -> ``"2"``, ``None`` -> ``""``.
+
+    Args:
+        text (`str` or `None`): a model's or the data set's answer.
+
+    Returns:
+        `str`: the normalised answer (possibly empty).
+    """
+    if text is None:
+        return ""
+    words = []
+    for word in str(text).lower().split():
+        word = word.strip(".,!?;:\"'()[]")
+        if not word or word in _ARTICLES:
+            continue
+        word = _SPELLINGS.get(word, word)
+        words.append(_NUMBER_WORDS.get(word, word))
+    return " ".join(words)
+
 
 def generate_answers(model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 10,
                      show_progress: bool = True) -> list[str]:  # fmt: skip
@@ -17,7 +49,7 @@ def generate_answers(model, processor, dataset, batch_size: int = 8, max_new_tok
     The prompt is sliced off before decoding (generation returns prompt + answer), so each string is the answer only.
 
     Returns:
-        One raw decoded answer per row (normalise with `hfgen.data.clevr.normalize_answer`).
+        One raw decoded answer per row (normalise with `normalize_answer`).
     """
     from tqdm.auto import tqdm
 
@@ -53,7 +85,6 @@ def score_answers(predictions: list[str], references: list[str], question_types:
     """
     import evaluate
 
-    from hfgen.data.clevr import normalize_answer
     from hfgen.metrics import ROUGE_PATH
 
     if not predictions or len(predictions) != len(references) or len(references) != len(question_types):
@@ -88,8 +119,6 @@ def score_answers(predictions: list[str], references: list[str], question_types:
 def majority_answers(train_answers: list[str], train_types: list[str]) -> dict[str, str]:
     """The most frequent (normalised) training answer of each question kind, ties broken alphabetically; key ``""``
     holds the overall majority for kinds never seen in training."""
-    from hfgen.data.clevr import normalize_answer
-
     by_type = defaultdict(Counter)
     overall = Counter()
     for answer, kind in zip(train_answers, train_types):
@@ -107,8 +136,6 @@ def majority_answers(train_answers: list[str], train_types: list[str]) -> dict[s
 def write_predictions(path: str, dataset, predictions: list[str]) -> str:
     """One JSON object per line: ``question``, ``answer``, ``prediction`` (raw and normalised), ``question_type``,
     ``image_filename``, ``correct``."""
-    from hfgen.data.clevr import normalize_answer
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     columns = {c: dataset[c] for c in ("question", "answer", "question_type", "image_filename")}
     with open(path, "w") as handle:
@@ -225,7 +252,7 @@ def run_evaluation(
         json.dump(result, handle, indent=2)
     with open(os.path.join(output_dir, "comparison.md"), "w") as handle:
         handle.write(result["table"] + "\n\n" + result["per_type_table"] + "\n")
-    if adapter is not None and os.path.isfile(os.path.join(adapter, "training_args.json")):
+    if adapter is not None and os.path.isfile(os.path.join(adapter, TRAINING_ARGS)):
         from hfgen.vqa.card import write_vqa_model_card
 
         write_vqa_model_card(adapter, result)

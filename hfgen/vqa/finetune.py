@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from hfgen.errors import ConfigurationError, DatasetError
+from hfgen.output_folder.layout import CHECKPOINTS_DIR, LOSS_PLOT, TRAINER_STATE, write_training_args
 from hfgen.vqa.modeling import BASE_MODEL_ID, TINY_BASE_DIR, make_prompt
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -182,7 +183,7 @@ def _resume_path(args: VQAFinetuneArguments):
         if args.resume_from_checkpoint and not os.path.isdir(args.resume_from_checkpoint):
             raise ConfigurationError(f"--resume_from_checkpoint {args.resume_from_checkpoint} does not exist")
         return args.resume_from_checkpoint
-    return latest_complete_checkpoint(os.path.join(args.output_dir, "checkpoints"))  # None: start fresh
+    return latest_complete_checkpoint(os.path.join(args.output_dir, CHECKPOINTS_DIR))  # None: start fresh
 
 
 def latest_complete_checkpoint(folder: str) -> str | None:
@@ -203,7 +204,7 @@ def latest_complete_checkpoint(folder: str) -> str | None:
     for _, name in found:
         path = os.path.join(folder, name)
         try:
-            with open(os.path.join(path, "trainer_state.json")) as handle:
+            with open(os.path.join(path, TRAINER_STATE)) as handle:
                 json.load(handle)
             return path
         except (OSError, ValueError):
@@ -267,7 +268,7 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         model.enable_input_require_grads()
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(args.output_dir, "logs")  # transformers 5 reads it here
     training_args = TrainingArguments(
-        output_dir=os.path.join(args.output_dir, "checkpoints"),
+        output_dir=os.path.join(args.output_dir, CHECKPOINTS_DIR),
         max_steps=args.max_train_steps,
         per_device_train_batch_size=args.train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -327,7 +328,7 @@ def finetune(args: VQAFinetuneArguments) -> dict:
             merged.save_pretrained(os.path.join(args.output_dir, "merged"), safe_serialization=True)
             processor.save_pretrained(os.path.join(args.output_dir, "merged"))
         if args.push_to_hub:
-            from hfgen.hub import push_to_hub
+            from hfgen.output_folder.hub import push_to_hub
 
             push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
         return info
@@ -338,10 +339,8 @@ def _write_training_files(args: VQAFinetuneArguments, info: dict, losses: list) 
     from hfgen.plotting import plot_loss_curves
     from hfgen.vqa.card import write_vqa_model_card
 
-    saved = {k: v for k, v in asdict(args).items() if k != "hub_token"}
-    with open(os.path.join(args.output_dir, "training_args.json"), "w") as handle:
-        json.dump({**saved, **{f"result_{k}": v for k, v in info.items()}}, handle, indent=2)
+    write_training_args(args.output_dir, {**asdict(args), **{f"result_{k}": v for k, v in info.items()}})
     if losses:
-        plot_loss_curves({"loss": losses}, os.path.join(args.output_dir, "loss.png"), title="LoRA fine-tuning loss",
+        plot_loss_curves({"loss": losses}, os.path.join(args.output_dir, LOSS_PLOT), title="LoRA fine-tuning loss",
                          ylabel="cross-entropy on answer + EOS tokens (nats/token)")  # fmt: skip
     write_vqa_model_card(args.output_dir)

@@ -189,7 +189,7 @@ def load_base_model(
             train = load_clevr(clevr_dir, "train")
             processor = build_tiny_processor(tiny_corpus(train["question"], train["answer"]))
             return build_tiny_paligemma(processor, seed=seed), processor
-    from hfgen.pipelines.loading import looks_like_local_path
+    from hfgen.output_folder.layout import looks_like_local_path
 
     if looks_like_local_path(model_name_or_path) and not os.path.isdir(os.path.expanduser(model_name_or_path)):
         raise HfgenError(

@@ -49,7 +49,12 @@ def configure_conv(args: AutoencoderArguments, resolution: int) -> None:
         raise ConfigurationError(str(err)) from None
 
 
-def _build(model_cls, context: TrainingContext, **extra):
+def build_conv_model(model_cls, context: TrainingContext, **extra):
+    """``model_cls`` (`AutoencoderModel` or `VAEModel`) for ``context``'s data and flags (shared with the VAE).
+
+    Raises:
+        ConfigurationError: a resolution the encoder cannot halve once per level.
+    """
     from hfgen.errors import ConfigurationError
 
     args = context.model_args
@@ -95,9 +100,9 @@ class AutoencoderObjective(Objective):
         from hfgen.models.autoencoder import AutoencoderModel
 
         self.preview_images = context.preview_images
-        return {"autoencoder": _build(AutoencoderModel, context)}
+        return {"autoencoder": build_conv_model(AutoencoderModel, context)}
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         output = models["autoencoder"](images)
         return output.loss, {}
 

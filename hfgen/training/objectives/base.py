@@ -29,7 +29,6 @@ class TrainingContext:
         final_loss (`float`, *optional*): the last logged loss (set at the end of training).
         preview_images (`torch.Tensor`, *optional*): up to 32 fixed training images `(N, C, H, W)` in [-1, 1], for
             objectives whose periodic grid shows reconstructions.
-        global_step (`int`): optimiser steps done before the current one (updated by the loop before each step).
         train_images (`torch.Tensor`, *optional*): a fixed random subset of at most 2,000 training images
             `(N, C, H, W)` in [-1, 1] (on the CPU, the whole set when smaller), for objectives whose settings depend on
             the data (NCSN's ``--sigma_max auto``).
@@ -48,7 +47,6 @@ class TrainingContext:
     num_parameters: int = 0
     final_loss: float | None = None
     preview_images: torch.Tensor | None = None
-    global_step: int = 0
     train_images: torch.Tensor | None = None
     label_source: str | None = None
 
@@ -78,6 +76,13 @@ class Objective:
         can_sample (`bool`): whether the pipeline generates new images (False for the autoencoder: no periodic
             FID, ``--eval_steps`` is refused).
         loss_label (`str`): the y-axis label (with units) of ``loss.png``.
+
+    State: an objective is created fresh for each run (`get_objective`). Everything it needs from the run arrives as
+    arguments: `resolve_defaults` and `configure` see the parsed arguments, `build_models(context)`, `updates(context)`
+    and `create_optimizers(models, context)` the `TrainingContext`, `compute_loss(..., step)` the optimiser step. The
+    only attributes kept between calls are `defaults` (set by `resolve_defaults`) and `context` (set by
+    `build_models`, read by `compute_loss`, `sample_images` and `model_card_context` of the same run); a subclass
+    that keeps anything else documents it here.
     """
 
     name: str = ""
@@ -88,10 +93,12 @@ class Objective:
     can_sample: bool = True
     loss_label: str = "loss"
     pipeline_tag: str = "unconditional-image-generation"
+    context: TrainingContext | None = None
     tags: tuple[str, ...] = ()
 
     def build_models(self, context: TrainingContext) -> dict[str, torch.nn.Module]:
-        """Return the trainable models by name (the loop prepares, checkpoints and saves them)."""
+        """Return the trainable models by name (the loop prepares, checkpoints and saves them). Subclasses store
+        ``context`` as ``self.context`` when later calls need the run's arguments."""
         raise NotImplementedError
 
     def create_optimizers(self, models: dict[str, torch.nn.Module], context: TrainingContext) -> list:
@@ -108,7 +115,7 @@ class Objective:
             )
         ]
 
-    def updates(self) -> list[Update]:
+    def updates(self, context: TrainingContext) -> list[Update]:
         """The optimiser updates of one training step, in order; the same list every step.
 
         Default: one update of optimiser 0. GANs return ``n_critic`` critic updates then one generator update. Each
@@ -124,6 +131,7 @@ class Objective:
         images: torch.Tensor,
         generator: torch.Generator,
         phase: str = "model",
+        step: int = 0,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss of one batch and extra scalars to log.
 
@@ -132,6 +140,7 @@ class Objective:
             images (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): in [-1, 1].
             generator (`torch.Generator`): the only source of randomness to use (makes resuming exact).
             phase (`str`): the `Update.name` being computed.
+            step (`int`): optimiser steps done before this one (for schedules inside the loss, e.g. instance noise).
         """
         raise NotImplementedError
 
@@ -166,9 +175,31 @@ class Objective:
         """A `DiffusionPipeline` holding the (unwrapped, EMA when used) models, ready for ``save_pretrained``."""
         raise NotImplementedError
 
+    def sampling_options(self) -> tuple[str | None, int | None, dict]:
+        """How the periodic grids and FID during training sample: ``(scheduler_name, num_inference_steps,
+        pipeline_kwargs)`` for `hfgen.pipelines.sampling.sample_images`. Default: the pipeline's own sampler
+        (``(None, None, {})``); DDPM names a cheap DDIM, NCSN fewer Langevin steps per level."""
+        return None, None, {}
+
     def sample_images(self, pipeline, num_images: int, generator: torch.Generator) -> torch.Tensor:
-        """Draw ``num_images`` samples for the periodic grid: `(num_images, C, H, W)` floats in [0, 1]."""
-        raise NotImplementedError
+        """Draw ``num_images`` samples for the periodic grid and FID: `(num_images, C, H, W)` floats in [0, 1].
+
+        Goes through `hfgen.pipelines.sampling.sample_images` (the one sampling path, shared with `hfgen sample` and
+        `hfgen evaluate`) with `sampling_options`. Families that cannot sample (the autoencoder) override it.
+        """
+        from hfgen.pipelines.sampling import sample_images
+
+        scheduler_name, steps, pipeline_kwargs = self.sampling_options()
+        return sample_images(
+            pipeline,
+            num_images,
+            scheduler=scheduler_name,
+            num_inference_steps=steps,
+            batch_size=num_images,
+            generator=generator,
+            pipeline_kwargs=pipeline_kwargs,
+            show_progress=False,
+        ).images
 
     def model_card_context(self, context: TrainingContext) -> dict[str, Any]:
         """Extra variables for the model card template."""

@@ -6,65 +6,17 @@ stock `DDPMPipeline` (loadable with `DDPMPipeline.from_pretrained` and `DDIMPipe
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from hfgen.errors import ConfigurationError
 from hfgen.training.objectives.base import Objective, TrainingContext
+from hfgen.training.objectives.unet import UNetArguments, configure_unet, unet_config_from_args
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-
-
-@dataclass
-class UNetArguments:
-    """The `UNet2DModel` flags shared by the diffusion-style families (DDPM, NCSN)."""
-
-    model_config_name_or_path: str | None = field(
-        default=None, metadata={"help": "A UNet2DModel config.json (or a folder holding one) instead of the flags."}
-    )
-    block_out_channels: list[int] | None = field(
-        default=None,
-        metadata={
-            "help": "UNet channels per resolution level. Default by resolution: 32 64 64 (up to 32 pixels), "
-            "32 64 64 128 (64 and up)."
-        },
-    )
-    layers_per_block: int = field(default=1, metadata={"help": "ResNet layers per UNet block."})
-    attention_levels: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Indices of the UNet levels that get self-attention, or 'none' (the mid block always has it). "
-            "Default: the first level below the input with at most 16x16 pixels."
-        },
-    )
-    norm_num_groups: int = field(default=8, metadata={"help": "GroupNorm groups in the UNet."})
-
-    def __post_init__(self):
-        if self.block_out_channels is not None and (
-            not self.block_out_channels or any(c <= 0 or c % self.norm_num_groups for c in self.block_out_channels)
-        ):
-            raise ValueError(
-                f"--block_out_channels {self.block_out_channels} must be positive multiples of "
-                f"--norm_num_groups {self.norm_num_groups}"
-            )
-        if self.attention_levels is not None:
-            levels = [str(level).lower() for level in self.attention_levels]
-            if levels == ["none"] or not levels:
-                self.attention_levels = []
-            elif all(level.lstrip("-").isdigit() for level in levels):
-                self.attention_levels = [int(level) for level in levels]
-            else:
-                raise ValueError(f"--attention_levels takes level indices or 'none', got {self.attention_levels}")
-        if self.block_out_channels is not None and self.attention_levels is not None:
-            check_attention_levels(self)
-        if self.model_config_name_or_path is not None and not os.path.exists(self.model_config_name_or_path):
-            raise ValueError(f"--model_config_name_or_path {self.model_config_name_or_path} does not exist")
 
 
 @dataclass
@@ -103,76 +55,6 @@ class DDPMArguments(UNetArguments):
         super().__post_init__()
 
 
-def check_attention_levels(args: UNetArguments) -> None:
-    """Raise ValueError unless every ``--attention_levels`` entry indexes ``--block_out_channels``."""
-    if any(not 0 <= i < len(args.block_out_channels) for i in args.attention_levels):
-        raise ValueError(
-            f"--attention_levels {args.attention_levels} must index --block_out_channels {args.block_out_channels}"
-        )
-
-
-def configure_unet(args: UNetArguments, resolution: int) -> None:
-    """Fill ``--block_out_channels`` / ``--attention_levels`` left unset with the defaults for ``resolution``
-    (`hfgen.models.resolution.default_unet_levels`) and check that the UNet can halve the resolution.
-
-    Raises:
-        ConfigurationError: for a resolution the UNet cannot handle (naming the valid ones) or attention levels
-            that do not index the levels.
-    """
-    from hfgen.models.resolution import check_unet_resolution, default_unet_levels
-
-    channels, attention = default_unet_levels(resolution)
-    if args.block_out_channels is None:
-        args.block_out_channels = channels
-        if args.attention_levels is None:
-            args.attention_levels = attention
-    if args.attention_levels is None:  # the user's own levels: attention as in the defaults where it fits
-        args.attention_levels = [i for i in attention if i < len(args.block_out_channels)]
-    try:
-        check_attention_levels(args)
-        if args.model_config_name_or_path is None:
-            check_unet_resolution(resolution, len(args.block_out_channels))
-    except ValueError as err:
-        raise ConfigurationError(str(err)) from None
-
-
-def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: int) -> dict:
-    """The `UNet2DModel` config for ``args`` (or the one read from ``--model_config_name_or_path``).
-
-    ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data.
-
-    Raises:
-        ConfigurationError: when the resolution cannot be halved once per UNet level.
-    """
-    from hfgen.models.resolution import check_unet_resolution
-
-    configure_unet(args, resolution)
-    if args.model_config_name_or_path is not None:
-        path = args.model_config_name_or_path
-        if os.path.isdir(path):
-            path = os.path.join(path, "config.json")
-        with open(path) as handle:
-            config = json.load(handle)
-        config = {k: v for k, v in config.items() if not k.startswith("_")}
-    else:
-        levels = len(args.block_out_channels)
-        down = ["AttnDownBlock2D" if i in args.attention_levels else "DownBlock2D" for i in range(levels)]
-        up = [b.replace("Down", "Up") for b in reversed(down)]
-        config = {
-            "layers_per_block": args.layers_per_block,
-            "block_out_channels": list(args.block_out_channels),
-            "down_block_types": down,
-            "up_block_types": up,
-            "norm_num_groups": args.norm_num_groups,
-        }
-    try:
-        check_unet_resolution(resolution, len(config.get("block_out_channels", [1, 1, 1, 1])))
-    except ValueError as err:
-        raise ConfigurationError(str(err)) from None
-    config.update(sample_size=resolution, in_channels=num_channels, out_channels=num_channels)
-    return config
-
-
 class DDPMObjective(Objective):
     """Noise-prediction (or v / sample prediction) MSE on a uniformly drawn timestep, as in Ho et al. 2020."""
 
@@ -197,7 +79,7 @@ class DDPMObjective(Objective):
         config = unet_config_from_args(args, context.resolution, context.num_channels)
         return {"unet": UNet2DModel(**config)}
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         scheduler = self.noise_scheduler
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), generator=generator)
@@ -216,15 +98,9 @@ class DDPMObjective(Objective):
     def build_pipeline(self, models):
         return DDPMPipeline(unet=models["unet"], scheduler=self.noise_scheduler)
 
-    def sample_images(self, pipeline, num_images, generator):
-        ddim = DDPMPipeline(unet=pipeline.unet, scheduler=DDIMScheduler.from_config(pipeline.scheduler.config))
-        ddim.set_progress_bar_config(disable=True)
-        return ddim(
-            batch_size=num_images,
-            generator=generator,
-            num_inference_steps=self.sample_num_inference_steps,
-            output_type="pt",
-        ).images  # output_type="pt": (B, C, H, W) in [0, 1]
+    def sampling_options(self):
+        """DDIM with ``--sample_num_inference_steps`` (clamped to the trained steps) for grids and FID."""
+        return "ddim", self.sample_num_inference_steps, {}
 
     def model_card_context(self, context: TrainingContext) -> dict:
         args = context.model_args

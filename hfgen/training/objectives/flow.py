@@ -75,7 +75,7 @@ class RealNVPObjective(Objective):
             raise ConfigurationError(f"{err} (set with --resolution / --num_scales)") from None
         return {"flow": flow}
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         from hfgen.models.realnvp import nats_to_bits_per_dim, output_log_prob
 
         flow = models["flow"]
@@ -92,6 +92,3 @@ class RealNVPObjective(Objective):
         from hfgen.pipelines.pipeline_flow import FlowPipeline
 
         return FlowPipeline(flow=models["flow"])
-
-    def sample_images(self, pipeline, num_images, generator):
-        return pipeline(batch_size=num_images, generator=generator, output_type="pt").images

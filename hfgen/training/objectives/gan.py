@@ -160,6 +160,17 @@ class GANObjective(Objective):
         }
         super().resolve_defaults(data_args, training_args, model_args)
 
+    # state: `context` (set by build_models); `args` and `loss` read it
+    @property
+    def args(self) -> GANArguments:
+        """The run's GAN flags (``context.model_args``; available once `build_models` has run)."""
+        return self.context.model_args
+
+    @property
+    def loss(self) -> str:
+        """``bce`` (DCGAN), ``wgan`` or ``wgan-gp`` (``--gan_loss``)."""
+        return self.args.gan_loss
+
     @property
     def critic_phase(self) -> str:
         return "discriminator" if self.loss == "bce" else "critic"
@@ -176,7 +187,7 @@ class GANObjective(Objective):
         from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator
 
         args = context.model_args
-        self.args, self.loss, self.context = args, args.gan_loss, context
+        self.context = context
         try:
             generator = DCGANGenerator(
                 sample_size=context.resolution,
@@ -211,26 +222,30 @@ class GANObjective(Objective):
 
         return [make(models["critic"]), make(models["generator"])]
 
-    def updates(self) -> list[Update]:
-        return [Update(self.critic_phase, 0)] * self.args.n_critic + [Update("generator", 1)]
+    def updates(self, context: TrainingContext) -> list[Update]:
+        """``n_critic`` critic (discriminator) updates with optimiser 0, then one generator update with optimiser 1."""
+        args = context.model_args
+        critic = "discriminator" if args.gan_loss == "bce" else "critic"
+        return [Update(critic, 0)] * args.n_critic + [Update("generator", 1)]
 
     # -------------------------------------------------------------------- step
-    def _noise_std(self) -> float:
+    def _noise_std(self, step: int) -> float:
+        """Instance noise at optimiser step ``step``: ``--instance_noise`` decayed linearly to 0 at the last step."""
         total = max(1, self.context.training_args.max_train_steps)
-        return self.args.instance_noise * max(0.0, 1.0 - self.context.global_step / total)
+        return self.args.instance_noise * max(0.0, 1.0 - step / total)
 
-    def _with_instance_noise(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        std = self._noise_std()
+    def _with_instance_noise(self, images: torch.Tensor, generator: torch.Generator, step: int) -> torch.Tensor:
+        std = self._noise_std(step)
         if std == 0:
             return images
         return images + std * torch.randn(images.shape, generator=generator).to(images)
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         netG, netD = models["generator"], models["critic"]
         batch = images.shape[0]
         z = torch.randn(batch, self.args.latent_dim, generator=generator).to(images)
         if phase == "generator":
-            scores = netD(self._with_instance_noise(netG(z).sample, generator))
+            scores = netD(self._with_instance_noise(netG(z).sample, generator, step))
             if self.loss == "bce":  # non-saturating: maximise log D(G(z))
                 loss = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
             else:
@@ -238,8 +253,8 @@ class GANObjective(Objective):
             return loss, {}
         with torch.no_grad():
             fake = netG(z).sample
-        real_scores = netD(self._with_instance_noise(images, generator))
-        fake_scores = netD(self._with_instance_noise(fake, generator))
+        real_scores = netD(self._with_instance_noise(images, generator, step))
+        fake_scores = netD(self._with_instance_noise(fake, generator, step))
         if self.loss == "bce":
             real_targets = torch.full_like(real_scores, 1.0 - self.args.label_smoothing)
             fake_targets = torch.zeros_like(fake_scores)
@@ -256,7 +271,7 @@ class GANObjective(Objective):
                 "discriminator_accuracy_fake": (fake_scores < 0).float().mean().item(),
             }
             if self.args.instance_noise:
-                logs["instance_noise_std"] = self._noise_std()
+                logs["instance_noise_std"] = self._noise_std(step)
             return loss, logs
         wasserstein = real_scores.mean() - fake_scores.mean()
         loss = -wasserstein
@@ -276,9 +291,6 @@ class GANObjective(Objective):
         from hfgen.pipelines.pipeline_gan import GANPipeline
 
         return GANPipeline(generator=models["generator"], critic=models["critic"])
-
-    def sample_images(self, pipeline, num_images, generator):
-        return pipeline(batch_size=num_images, generator=generator, output_type="pt").images
 
     def model_card_context(self, context: TrainingContext) -> dict:
         args = context.training_args

@@ -16,7 +16,7 @@ from diffusers import UNet2DModel
 from hfgen.errors import ConfigurationError
 from hfgen.schedulers.scheduling_annealed_langevin import INIT_DISTRIBUTIONS, AnnealedLangevinScheduler
 from hfgen.training.objectives.base import Objective, TrainingContext
-from hfgen.training.objectives.ddpm import UNetArguments, configure_unet, unet_config_from_args
+from hfgen.training.objectives.unet import UNetArguments, configure_unet, unet_config_from_args
 
 
 @dataclass
@@ -140,7 +140,7 @@ class NCSNObjective(Objective):
         config = unet_config_from_args(args, context.resolution, context.num_channels)
         return {"unet": UNet2DModel(**config)}
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         scheduler = self.noise_scheduler
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
         timesteps = torch.randint(0, scheduler.num_noise_levels, (images.shape[0],), generator=generator)
@@ -155,10 +155,9 @@ class NCSNObjective(Objective):
 
         return AnnealedLangevinPipeline(unet=models["unet"], scheduler=self.noise_scheduler)
 
-    def sample_images(self, pipeline, num_images, generator):
-        pipeline.set_progress_bar_config(disable=True)
-        steps = self.sample_steps_per_level
-        return pipeline(batch_size=num_images, generator=generator, output_type="pt", steps_per_level=steps).images
+    def sampling_options(self):
+        """Annealed Langevin with ``--sample_steps_per_level`` steps per noise level for grids and FID."""
+        return None, None, {"steps_per_level": self.sample_steps_per_level}
 
     def write_figures(self, output_dir, history, eval_history):
         """``figures/langevin_convergence.png``: the same 8 samples at the end of each noise level."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hfgen.models.vae import LIKELIHOODS
-from hfgen.training.objectives.autoencoder import AutoencoderArguments, _build, configure_conv
+from hfgen.training.objectives.autoencoder import AutoencoderArguments, build_conv_model, configure_conv
 from hfgen.training.objectives.base import Objective, TrainingContext
 
 
@@ -51,12 +51,12 @@ class VAEObjective(Objective):
         from hfgen.models.vae import VAEModel
 
         args = context.model_args
-        model = _build(
+        model = build_conv_model(
             VAEModel, context, likelihood=args.likelihood, beta=args.beta, observation_std=args.observation_std
         )
         return {"vae": model}
 
-    def compute_loss(self, models, images, generator, phase="model"):
+    def compute_loss(self, models, images, generator, phase="model", step=0):
         output = models["vae"](images, generator=generator)
         logs = {
             "reconstruction_loss": output.reconstruction_loss.mean().item(),
@@ -69,9 +69,6 @@ class VAEObjective(Objective):
         from hfgen.pipelines.pipeline_vae import VAEPipeline
 
         return VAEPipeline(vae=models["vae"])
-
-    def sample_images(self, pipeline, num_images, generator):
-        return pipeline(batch_size=num_images, generator=generator, output_type="pt").images
 
     def model_card_context(self, context: TrainingContext) -> dict:
         args = context.model_args

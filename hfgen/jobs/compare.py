@@ -23,6 +23,7 @@ import typing
 from dataclasses import dataclass, field
 
 from hfgen.errors import HfgenError, UnknownNameError
+from hfgen.output_folder.layout import MODEL_INDEX
 
 # families that sample images (the autoencoder has no prior to sample from)
 FAMILIES = ("vae", "gan", "dcgan", "wgan", "wgan-gp", "realnvp", "ncsn", "ddpm")
@@ -218,7 +219,7 @@ def _train_family(name, folder, data_args, flags, max_train_steps, budget_minute
 
     record_path = os.path.join(folder, TRAINING_RECORD)
     signature = _training_signature(name, data_args, max_train_steps, budget_minutes, flags, seed)
-    if not retrain and os.path.isfile(record_path) and os.path.isfile(os.path.join(folder, "model_index.json")):
+    if not retrain and os.path.isfile(record_path) and os.path.isfile(os.path.join(folder, MODEL_INDEX)):
         with open(record_path) as handle:
             record = json.load(handle)
         if record.get("signature") != signature:
@@ -265,7 +266,7 @@ def _row(name: str, sampler: str, metrics: dict, record: dict, params: dict) -> 
 
 def _measure_family(name: str, folder: str, record: dict, num_images: int, features: str, seed: int):
     """Rows (one per sampler) and the `SHOWN_PER_MODEL` first samples of each, for a trained folder."""
-    from hfgen.metrics.evaluate import _sample, evaluate_pipeline
+    from hfgen.jobs.evaluate import evaluate_pipeline, sample_timed
     from hfgen.pipelines import load_pipeline
 
     pipeline = load_pipeline(folder)
@@ -284,7 +285,7 @@ def _measure_family(name: str, folder: str, record: dict, num_images: int, featu
             if metrics["nfe"] > 1:
                 label += f", {metrics['nfe']} steps"
         rows.append(_row(name, label, metrics, record, params))
-        sample, _ = _sample(pipeline, SHOWN_PER_MODEL, scheduler, steps, SHOWN_PER_MODEL, seed)
+        sample, _ = sample_timed(pipeline, SHOWN_PER_MODEL, scheduler, steps, SHOWN_PER_MODEL, seed)
         shown.append(sample.images[:SHOWN_PER_MODEL].cpu())
     if name == "ddpm":  # keep DDPM-1000, DDIM-50 and the best of the fast samplers
         fast = rows[2:]
@@ -443,7 +444,7 @@ def compare(
         output_dir (`str`, *optional*): default ``outputs/compare-<data>``; each family trains into
             ``output_dir/<model>/`` and is reused on the next call when its settings are the same.
         retrain (`bool`): train every family again. seed (`int`): training seed and sampling noise.
-        features (`str`): see `hfgen.metrics.evaluate.evaluate_pipeline`.
+        features (`str`): see `hfgen.jobs.evaluate.evaluate_pipeline`.
         family_flags (`str` or `dict`, *optional*): extra flags per family, ``"vae.latent_dim=8;ddpm.use_ema=false"``
             or ``{"vae": {"latent_dim": "8"}}``.
         command (`str`, *optional*): recorded in the outputs (default: the equivalent `hfgen compare` line).

@@ -1,0 +1,180 @@
+"""`hfgen compare-samplers OUTPUT_DIR`: sample one diffusion model with several schedulers (same seed, same count) and
+compare quality and speed next to the real-data floor."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from hfgen.errors import HfgenError
+from hfgen.jobs.evaluate import make_scorer, sample_timed
+
+SHOWN_PER_SAMPLER = 16  # images per sampler in sampler_samples.png
+FLOOR_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "coverage")
+DEFAULT_SAMPLER_CONFIGS = [
+    ("ddpm", 1000),
+    ("ddim", 100),
+    ("ddim", 50),
+    ("ddim", 20),
+    ("ddim", 10),
+    ("dpmsolver++", 20),
+    ("dpmsolver++", 10),
+    ("sde-dpmsolver++", 20),
+]
+
+
+def parse_sampler_configs(spec: str | None) -> list[tuple[str, int]]:
+    """``"ddim:50,euler:30"`` -> ``[("ddim", 50), ("euler", 30)]``.
+
+    Raises:
+        HfgenError: for an entry that is not ``NAME:STEPS`` with positive STEPS.
+    """
+    if not spec:
+        return []
+    configs = []
+    for item in spec.split(","):
+        name, _, steps = item.strip().rpartition(":")
+        if not name or not steps.isdigit() or int(steps) <= 0:
+            raise HfgenError(f"--schedulers entries must look like NAME:STEPS (e.g. euler:30), got {item!r}")
+        configs.append((name, int(steps)))
+    return configs
+
+
+def compare_samplers(
+    output_dir: str,
+    num_images: int = 500,
+    configs: list[tuple[str, int]] | None = None,
+    extra_configs: list[tuple[str, int]] | None = None,
+    reference: str = "auto",
+    features: str = "auto",
+    batch_size: int = 250,
+    seed: int = 0,
+) -> list[dict]:
+    """Sample a diffusion folder with several schedulers (same seed, same count) and compare quality and speed.
+
+    Writes ``sampler_comparison.md``, ``sampler_comparison.json`` (a list of rows), ``sampler_comparison.png``
+    (FID against network evaluations, log x axis) and ``sampler_samples.png`` (the first 16 samples of each sampler,
+    one row each) into ``output_dir``. DDPM with the trained number of steps is
+    always the first row: ``speedup_vs_ddpm`` is measured against it.
+
+    Returns:
+        the rows: dicts with ``scheduler``, ``num_inference_steps``, ``nfe``, ``fid``, ``kid_mean``, ``kid_std``,
+        ``cmmd``, ``precision``, ``recall``, ``coverage``, ``images_per_second``, ``seconds``, ``speedup_vs_ddpm`` and
+        ``real_data_floor`` (the metrics of ``num_images`` real held-out images; the same in every row).
+
+    Raises:
+        HfgenError: for a folder that is not a diffusion model (no scheduler to swap).
+    """
+    from tqdm.auto import tqdm
+
+    from hfgen.pipelines import load_pipeline
+
+    pipeline = load_pipeline(output_dir)
+    if "scheduler" not in getattr(pipeline, "components", {}):
+        raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
+    trained_steps = pipeline.scheduler.config.num_train_timesteps
+    chosen = list(configs or []) + list(extra_configs or [])
+    too_many = [f"{n}:{s}" for n, s in chosen if s > trained_steps]
+    if too_many:
+        raise HfgenError(
+            f"{', '.join(too_many)}: more steps than the {trained_steps} the model was trained with; "
+            f"use at most {trained_steps}"
+        )
+    if not configs:  # the defaults, without the step counts a short schedule does not have
+        defaults = [(n, trained_steps if n == "ddpm" else s) for n, s in DEFAULT_SAMPLER_CONFIGS]
+        configs = [(n, s) for n, s in defaults if n == "ddpm" or s < trained_steps]  # fewer steps than trained
+    configs = list(configs) + list(extra_configs or [])
+    if not any(name == "ddpm" for name, _ in configs):
+        configs.insert(0, ("ddpm", trained_steps))
+    scorer = None
+    rows, shown = [], []
+    for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):
+        result, seconds = sample_timed(pipeline, num_images, name, steps, batch_size, seed)
+        shown.append(result.images[:SHOWN_PER_SAMPLER].cpu())
+        if scorer is None:
+            scorer = make_scorer(output_dir, reference, features, result.images, seed)
+        metrics = scorer.score(result.images)
+        rows.append(
+            {
+                "scheduler": name,
+                "scheduler_class": result.scheduler_name,
+                "num_inference_steps": steps,
+                "nfe": result.network_evaluations,
+                "num_images": num_images,
+                **{k: metrics[k] for k in ("fid", "kid_mean", "kid_std", "cmmd", "precision", "recall", "coverage")},
+                "images_per_second": num_images / seconds,
+                "seconds": seconds,
+            }
+        )
+    baseline = next(row for row in rows if row["scheduler"] == "ddpm")
+    for row in rows:
+        row["speedup_vs_ddpm"] = baseline["seconds"] / row["seconds"]
+    floor = scorer.floor(num_images)
+    for row in rows:  # the same floor (same count of real images) for every row, so the JSON stands on its own
+        row["real_data_floor"] = {k: floor[k] for k in FLOOR_KEYS}
+    _write_comparison(output_dir, rows, floor, scorer.features_name)
+    from hfgen.plotting import plot_image_rows
+
+    plot_image_rows(
+        torch.cat(shown),
+        len(shown[0]),
+        os.path.join(output_dir, "sampler_samples.png"),
+        title=f"The first {len(shown[0])} samples of each sampler (same seed, so the same starting noise)",
+        row_labels=[f"{row['scheduler']}-{row['num_inference_steps']}" for row in rows],
+    )
+    return rows
+
+
+def comparison_markdown(rows: list[dict], floor: dict) -> str:
+    """The sampler comparison as a markdown table, with the real-data floor as the last line."""
+    lines = [
+        "| sampler | steps | NFE | FID | KID | coverage | images/s | speed-up vs DDPM |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['scheduler']} | {row['num_inference_steps']} | {row['nfe']} | {row['fid']:.3f} | "
+            f"{row['kid_mean']:.3f} ± {row['kid_std']:.3f} | {row['coverage']:.3f} | {row['images_per_second']:.1f} | "
+            f"{row['speedup_vs_ddpm']:.1f}x |"
+        )
+    lines.append(
+        f"| real-data floor | | | {floor['fid']:.3f} | {floor['kid_mean']:.3f} ± {floor['kid_std']:.3f} | "
+        f"{floor['coverage']:.3f} | | |"
+    )
+    return "\n".join(lines)
+
+
+def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    num_images = rows[0]["num_images"]
+    with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:
+        handle.write(
+            f"# Sampler comparison ({num_images} images each, same seed, {features} features)\n\n"
+            + comparison_markdown(rows, floor)
+            + "\n"
+        )
+    with open(os.path.join(output_dir, "sampler_comparison.json"), "w") as handle:
+        json.dump(rows, handle, indent=2)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for name in dict.fromkeys(row["scheduler"] for row in rows):
+        points = sorted((r["nfe"], r["fid"]) for r in rows if r["scheduler"] == name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.axhline(floor["fid"], color="grey", linestyle="--", label=f"real-data floor ({floor['fid']:.2f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per image (log scale)")
+    ax.set_ylabel(f"FID ({features} features; lower is better)")
+    ax.set_title(f"Sample quality vs sampling cost ({num_images} images)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(output_dir, "sampler_comparison.png"))
+    plt.close(fig)
+
+
+__all__ = ["DEFAULT_SAMPLER_CONFIGS", "compare_samplers", "comparison_markdown", "parse_sampler_configs"]
