@@ -273,3 +273,20 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path
     monkeypatch.undo()  # space freed: the run resumes from the last complete checkpoint
     result = hfgen.train("ddpm", output_dir=out, max_train_steps=4, resume_from_checkpoint="latest", **flags)
     assert result.global_step == 4 and (out / "model_index.json").exists()
+
+
+def test_garbage_files_are_one_line_naming_the_file(tmp_path):
+    garbage = tmp_path / "config.json"
+    garbage.write_text("garbage{")
+    out = tmp_path / "out"
+    line = error_line(hfgen_cli("train", "ddpm", "--model_config_name_or_path", garbage, "--output_dir", out))
+    assert f"{garbage} is not a readable JSON config" in line and "UNet2DModel config.json" in line
+    not_a_unet = tmp_path / "other.json"
+    not_a_unet.write_text('{"hidden_size": 8}')
+    line = error_line(hfgen_cli("train", "ncsn", "--model_config_name_or_path", not_a_unet, "--output_dir", out))
+    assert "not a UNet2DModel config (no block_out_channels)" in line
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    line = error_line(hfgen_cli("train", "vae", "--train_data_dir", empty, "--output_dir", out))
+    assert f"{empty}: cannot read as a .npy array (the file is empty)" in line
+    assert not out.exists()

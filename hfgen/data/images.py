@@ -138,15 +138,18 @@ def read_npy_images(path: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarra
     """
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot read as a .npy array ({err})") from None
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty (zero-byte) file
+        empty = " (the file is empty)" if os.path.getsize(path) == 0 else ""
+        raise DatasetError(
+            f"{path}: cannot read as a .npy array{empty} ({err}); pass a file written by numpy.save"
+        ) from None
     array = _array_to_uint8(array, path)
     labels = None
     label_path = npy_label_path(path)
     if label_path is not None:
         try:
             labels = np.load(label_path, allow_pickle=False)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:
             raise DatasetError(f"{label_path}: cannot read as a .npy array ({err})") from None
         if labels.ndim != 1 or len(labels) != len(array) or not np.issubdtype(labels.dtype, np.integer):
             raise DatasetError(

@@ -52,8 +52,31 @@ class UNetArguments:
                 raise ValueError(f"--attention_levels takes level indices or 'none', got {self.attention_levels}")
         if self.block_out_channels is not None and self.attention_levels is not None:
             check_attention_levels(self)
-        if self.model_config_name_or_path is not None and not os.path.exists(self.model_config_name_or_path):
-            raise ValueError(f"--model_config_name_or_path {self.model_config_name_or_path} does not exist")
+        if self.model_config_name_or_path is not None:
+            read_unet_config(self.model_config_name_or_path)  # a missing or garbage config is refused when parsed
+
+
+def read_unet_config(path: str) -> dict:
+    """The `UNet2DModel` config in ``path`` (a ``config.json`` or a folder holding one), without ``_``-keys.
+
+    Raises:
+        ValueError: a missing file, or one that is not a JSON object with ``block_out_channels`` (named, with the fix).
+    """
+    flag = f"--model_config_name_or_path {path}"
+    if not os.path.exists(path):
+        raise ValueError(f"{flag} does not exist")
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    try:
+        with open(file) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{flag}: {file} is not a readable JSON config ({err}); pass a UNet2DModel config.json"
+        ) from None
+    if not isinstance(config, dict) or "block_out_channels" not in config:
+        raise ValueError(f"{flag}: {file} is not a UNet2DModel config (no block_out_channels); pass a UNet2DModel "
+                         "config.json")  # fmt: skip
+    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def check_attention_levels(args: UNetArguments) -> None:
@@ -101,12 +124,7 @@ def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: in
 
     configure_unet(args, resolution)
     if args.model_config_name_or_path is not None:
-        path = args.model_config_name_or_path
-        if os.path.isdir(path):
-            path = os.path.join(path, "config.json")
-        with open(path) as handle:
-            config = json.load(handle)
-        config = {k: v for k, v in config.items() if not k.startswith("_")}
+        config = read_unet_config(args.model_config_name_or_path)
     else:
         levels = len(args.block_out_channels)
         down = ["AttnDownBlock2D" if i in args.attention_levels else "DownBlock2D" for i in range(levels)]
@@ -126,4 +144,4 @@ def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: in
     return config
 
 
-__all__ = ["UNetArguments", "check_attention_levels", "configure_unet", "unet_config_from_args"]
+__all__ = ["UNetArguments", "check_attention_levels", "configure_unet", "read_unet_config", "unet_config_from_args"]
