@@ -39,13 +39,18 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert pipeline.unet.config.sample_size == 8
 
 
-# Every other family under two gloo processes (issue 16): GANs (two optimisers, several critic updates per step, the
-# gradient penalty's double backward), the VAE and the flow. Tiny settings: the point is the synchronisation.
+# Every other family under two gloo processes (issue 16): GANs (two optimisers, several critic updates per step, weight
+# clipping, the gradient penalty's double backward), the autoencoder, the VAE, the flow and NCSN. Tiny settings: the
+# point is the synchronisation.
+UNET = {"block_out_channels": [8, 16], "attention_levels": [1], "norm_num_groups": 4}
 FAMILY_SETTINGS = {
+    "autoencoder": {"latent_dim": 2, "block_out_channels": [8, 16]},
     "vae": {"latent_dim": 2, "block_out_channels": [8, 16]},
     "dcgan": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8},
+    "wgan": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8, "n_critic": 2},
     "wgan-gp": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8, "n_critic": 2},
     "realnvp": {"num_scales": 1, "hidden_channels": 8, "num_blocks": 1},
+    "ncsn": {**UNET, "num_noise_levels": 4, "sample_steps_per_level": 2},
 }
 
 
