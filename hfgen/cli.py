@@ -37,6 +37,12 @@ commands:
 """
 
 
+def _parse_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """`argparse.ArgumentParser.error` for hfgen's commands: one line naming the command and the flag, exit code 2
+    (instead of argparse's usage block)."""
+    _fail(f"{parser.prog}: {message} (see `{parser.prog} --help`)")
+
+
 def _fail(message: str) -> None:
     print(f"hfgen: error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -408,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0] not in commands:
         _fail(f"unknown command {argv[0]!r}; commands: {', '.join(commands)}")
+    original_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _parse_error  # flag errors too are one `hfgen: error:` line (restored below)
     try:
         commands[argv[0]](argv[1:])
     except (HfgenError, CommandLineError) as err:
@@ -418,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("hfgen: interrupted; the last complete checkpoint stays loadable.", file=sys.stderr)
         sys.exit(130)
+    finally:
+        argparse.ArgumentParser.error = original_error
 
 
 if __name__ == "__main__":

@@ -169,6 +169,12 @@ def test_silently_wrong_sampling_values_are_one_line(small_vae):
     line = error_line(hfgen_cli("sample", small_vae, "--num_inference_steps", "10"))
     assert "one network evaluation" in line and "--num_inference_steps 10" in line
     assert not (small_vae / "samples" / "VAEPipeline-10steps.png").exists()
+    # malformed JSON for --pipeline_kwargs, and a sampler comparison of a model without a diffusion scheduler
+    line = error_line(hfgen_cli("sample", small_vae, "--pipeline_kwargs", "{temperature: 0.5"))
+    assert "--pipeline_kwargs" in line and "not valid JSON" in line
+    line = error_line(hfgen_cli("compare-samplers", small_vae))
+    assert f"{small_vae} is not a diffusion model" in line
+    assert not (small_vae / "sampler_comparison.md").exists()
     # unbounded work: refused with the estimate before any sampling
     line = error_line(hfgen_cli("sample", small_vae, "--num_images", str(10**12)))
     assert "1,000,000,000,000 images of 1x8x8" in line and "GiB" in line and "lower --num_images" in line
