@@ -35,6 +35,7 @@ _EXPORTS = {
     "VAEModel": "hfgen.models",
     "AnnealedLangevinPipeline": "hfgen.pipelines",
     "AutoencoderPipeline": "hfgen.pipelines",
+    "ClassConditionalDiffusionPipeline": "hfgen.pipelines",
     "FlowPipeline": "hfgen.pipelines",
     "GANPipeline": "hfgen.pipelines",
     "UnconditionalDiffusionPipeline": "hfgen.pipelines",

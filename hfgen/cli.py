@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -98,8 +99,35 @@ def _sample_parser() -> argparse.ArgumentParser:
         "--output", default=None, help="Grid PNG path. Default: OUTPUT_DIR/samples/<scheduler>-<K>.png"
     )
     parser.add_argument("--save_images", default=None, help="Also write each image as a PNG into this folder.")
+    _conditioning_arguments(parser)
     _pipeline_kwargs_argument(parser)
     return parser
+
+
+def _conditioning_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--class_labels",
+        nargs="+",
+        default=None,
+        help="Class-conditional models: the class of the images (one for all, or one per image), as indices or names "
+        "(e.g. 3, or 0 1 2). Default: every class in turn.",
+    )
+    parser.add_argument(
+        "--guidance_scale",
+        type=_guidance_scale,
+        default=None,
+        help="Classifier-free guidance w of a conditional DDPM/NCSN (1: none; >1: closer to the class, less diverse).",
+    )
+
+
+def _guidance_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _pipeline_kwargs_argument(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +173,8 @@ def _sample(argv: list[str]) -> None:
         batch_size=args.batch_size,
         generator=torch.Generator().manual_seed(args.seed),
         pipeline_kwargs=args.pipeline_kwargs,
+        class_labels=args.class_labels,
+        guidance_scale=args.guidance_scale,
     )
     seconds = time.perf_counter() - start
     output = args.output

@@ -293,6 +293,8 @@ class ImageSource:
         labels (`np.ndarray`, *optional*): int64 ``(N,)``: class labels, or 0/1 attribute labels.
         label_source (`str`, *optional*): where the labels came from (e.g. ``mnist_test_labels.npy`` or
             ``list_attr_celeba.txt:Smiling``), recorded in ``training_args.json`` and the model card.
+        label_names (`list[str]`, *optional*): the name of each class index where the source has names (a
+            ``ClassLabel`` column, image-folder class folders, ``not Smiling`` / ``Smiling`` for an attribute).
     """
 
     name: str
@@ -301,6 +303,7 @@ class ImageSource:
     labels: np.ndarray | None = None
     label_source: str | None = None
     rows: np.ndarray | None = None
+    label_names: list[str] | None = None
 
     def __len__(self) -> int:
         if self.rows is not None:
@@ -336,6 +339,7 @@ class ImageSource:
             labels=self.labels[indices] if self.labels is not None else None,
             label_source=self.label_source,
             rows=self.array_rows(indices) if self.array is not None else None,
+            label_names=self.label_names,
         )
 
     def native_size(self) -> tuple[int, int, int]:
@@ -358,11 +362,17 @@ class ImageSource:
 
         if isinstance(dataset.features.get("image"), datasets.Image):
             dataset = dataset.cast_column("image", datasets.Image(decode=False))
-        labels = None
+        labels = names = None
         if "label" in dataset.column_names:
             labels = np.asarray(dataset["label"], dtype=np.int64)
+            feature = dataset.features.get("label")
+            names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
         return cls(
-            name=name, dataset=dataset, labels=labels, label_source="label column" if labels is not None else None
+            name=name,
+            dataset=dataset,
+            labels=labels,
+            label_source="label column" if labels is not None else None,
+            label_names=names,
         )
 
 
@@ -425,6 +435,7 @@ def open_image_source(
         names = [image_source.describe(i) for i in range(len(image_source))]
         image_source.labels = attribute_labels(table, attribute, names, source)
         image_source.label_source = f"{os.path.basename(attribute_file)}:{attribute}"
+        image_source.label_names = [f"not {attribute}", attribute]
         class_labels = None  # the split never depends on --attribute
     else:
         if attribute is not None:

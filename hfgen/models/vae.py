@@ -92,9 +92,14 @@ class VAEModel(ModelMixin, ConfigMixin):
         likelihood (`str`, defaults to `"bernoulli"`): ``"bernoulli"`` or ``"gaussian"``.
         beta (`float`, defaults to 1.0): weight of the KL term (β > 1: β-VAE, more disentangled, blurrier).
         observation_std (`float`, defaults to 0.1): σ of the Gaussian likelihood, in [-1, 1] pixel units.
+        num_classes (`int`, *optional*): C for a conditional VAE (Sohn et al. 2015, "Learning Structured Output
+            Representation using Deep Conditional Generative Models"): the one-hot label enters the encoder as C
+            constant input channels, q(z|x, y), and the decoder next to z, p(x|z, y); the prior stays N(0, I).
+            Every method then takes ``class_labels`` `(B,)` with values in [0, C). None: unconditional.
 
     Raises:
-        ValueError: unknown likelihood, ``beta < 0``, ``observation_std <= 0`` or sizes that do not fit.
+        ValueError: unknown likelihood, ``beta < 0``, ``observation_std <= 0``, sizes that do not fit, or
+            ``num_classes < 2``.
     """
 
     @register_to_config
@@ -107,27 +112,60 @@ class VAEModel(ModelMixin, ConfigMixin):
         likelihood: str = "bernoulli",
         beta: float = 1.0,
         observation_std: float = 0.1,
+        num_classes: int | None = None,
     ):
         super().__init__()
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2 for a conditional VAE, got {num_classes}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood {likelihood!r} is unknown; choose {', '.join(LIKELIHOODS)}")
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if observation_std <= 0:
             raise ValueError(f"observation_std must be > 0, got {observation_std}")
-        self.encoder = ConvEncoder(sample_size, in_channels, block_out_channels, 2 * latent_dim)
-        self.decoder = ConvDecoder(sample_size, in_channels, block_out_channels, latent_dim)
+        extra = num_classes or 0
+        self.encoder = ConvEncoder(sample_size, in_channels + extra, block_out_channels, 2 * latent_dim)
+        self.decoder = ConvDecoder(sample_size, in_channels, block_out_channels, latent_dim + extra)
 
-    def encode(self, sample: torch.Tensor) -> DiagonalGaussianDistribution:
-        """q(z|x) of images `(B, C, H, W)` in [-1, 1].
+    def _one_hot(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
+        """One-hot labels `(B, C)` for a conditional VAE, None for an unconditional one.
+
+        Raises:
+            ValueError: missing labels for a conditional VAE, labels for an unconditional one, or labels outside
+                [0, C) or of the wrong length.
+        """
+        num_classes = self.config.num_classes
+        if num_classes is None:
+            if class_labels is not None:
+                raise ValueError("this VAE is unconditional; drop class_labels (train with --class_conditional)")
+            return None
+        if class_labels is None:
+            raise ValueError(f"this VAE is class-conditional; pass class_labels (ints in [0, {num_classes}))")
+        class_labels = torch.as_tensor(class_labels, device=self.device).long().flatten()
+        if class_labels.shape[0] != batch_size:
+            raise ValueError(f"got {class_labels.shape[0]} class labels for {batch_size} images")
+        if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
+            raise ValueError(f"class labels must be in [0, {num_classes}), got {class_labels.tolist()}")
+        return F.one_hot(class_labels, num_classes).to(self.dtype)
+
+    def encode(self, sample: torch.Tensor, class_labels: torch.Tensor | None = None) -> DiagonalGaussianDistribution:
+        """q(z|x) (conditional: q(z|x, y)) of images `(B, C, H, W)` in [-1, 1].
 
         Raises:
             ImageShapeError: for images of the wrong shape or channels.
+            ValueError: for missing or invalid ``class_labels`` (see `_one_hot`).
         """
         check_images(sample, self.config.in_channels, self.config.sample_size, type(self).__name__)
+        one_hot = self._one_hot(class_labels, sample.shape[0])
+        if one_hot is not None:
+            planes = one_hot.to(sample.dtype)[:, :, None, None].expand(-1, -1, *sample.shape[2:])
+            sample = torch.cat([sample, planes], dim=1)
         return DiagonalGaussianDistribution(self.encoder(sample))
 
-    def _decoder_output(self, latents: torch.Tensor) -> torch.Tensor:
+    def _decoder_output(self, latents: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        one_hot = self._one_hot(class_labels, latents.shape[0])
+        if one_hot is not None:
+            latents = torch.cat([latents, one_hot.to(latents.dtype)], dim=1)
         return self.decoder(latents)
 
     def _to_image(self, raw: torch.Tensor) -> torch.Tensor:
@@ -135,9 +173,10 @@ class VAEModel(ModelMixin, ConfigMixin):
             return torch.sigmoid(raw) * 2 - 1
         return raw.clamp(-1, 1)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """The mean of p(x|z) for latents `(B, latent_dim)`: images `(B, C, H, W)` in [-1, 1]."""
-        return self._to_image(self._decoder_output(latents))
+    def decode(self, latents: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of p(x|z) (conditional: p(x|z, y)) for latents `(B, latent_dim)`: images `(B, C, H, W)` in
+        [-1, 1]."""
+        return self._to_image(self._decoder_output(latents, class_labels))
 
     def reconstruction_nll(self, raw: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) in nats per image, `(B,)`, from the decoder's raw output and images in [-1, 1]."""
@@ -155,6 +194,7 @@ class VAEModel(ModelMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         sample_posterior: bool = True,
         return_dict: bool = True,
+        class_labels: torch.Tensor | None = None,
     ) -> VAEOutput | tuple:
         """Encode, draw z ~ q(z|x) (or take its mean), decode and compute the loss terms (see `VAEOutput`).
 
@@ -162,10 +202,11 @@ class VAEModel(ModelMixin, ConfigMixin):
             sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`): images in [-1, 1].
             generator (`torch.Generator`, *optional*): the noise of the reparameterisation.
             sample_posterior (`bool`): draw z (training) or use the posterior mean.
+            class_labels (`torch.Tensor` of shape `(batch_size,)`, *optional*): the classes, for a conditional VAE.
         """
-        posterior = self.encode(sample)
+        posterior = self.encode(sample, class_labels)
         latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        raw = self._decoder_output(latents)
+        raw = self._decoder_output(latents, class_labels)
         reconstruction_loss = self.reconstruction_nll(raw, sample)
         kl = posterior.kl().float()
         output = VAEOutput(

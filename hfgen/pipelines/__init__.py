@@ -1,8 +1,10 @@
 """Pipelines: `load_pipeline` for any hfgen folder, scheduler swapping for diffusion pipelines, and hfgen's own
-pipelines (`VAEPipeline`, `AutoencoderPipeline`, `GANPipeline`, `FlowPipeline`, `AnnealedLangevinPipeline`)."""
+pipelines (`VAEPipeline`, `AutoencoderPipeline`, `GANPipeline`, `FlowPipeline`, `AnnealedLangevinPipeline`,
+`ClassConditionalDiffusionPipeline`)."""
 
 from hfgen.pipelines.loading import load_pipeline
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
+from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
 from hfgen.pipelines.pipeline_flow import FlowPipeline
 from hfgen.pipelines.pipeline_gan import GANPipeline
 from hfgen.pipelines.pipeline_langevin import AnnealedLangevinPipeline, AnnealedLangevinPipelineOutput
@@ -13,6 +15,7 @@ __all__ = [
     "AnnealedLangevinPipeline",
     "AnnealedLangevinPipelineOutput",
     "AutoencoderPipeline",
+    "ClassConditionalDiffusionPipeline",
     "FlowPipeline",
     "GANPipeline",
     "UnconditionalDiffusionPipeline",

@@ -59,30 +59,65 @@ class AutoencoderPipeline(DiffusionPipeline):
         images = postprocess_images(images, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
+    @property
+    def num_classes(self) -> int | None:
+        """C of a conditional VAE (``num_classes`` in its config), None otherwise."""
+        return getattr(self.model.config, "num_classes", None)
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Class index -> name of a class-conditional model, None otherwise."""
+        if not self.num_classes:
+            return None
+        from hfgen.pipelines.conditioning import normalize_id2label
+
+        return normalize_id2label(getattr(self.config, "id2label", None), self.num_classes)
+
+    def _labels(self, class_labels, batch_size: int) -> dict:
+        """``{"class_labels": (B,) tensor}`` for a conditional VAE, ``{}`` otherwise (see
+        `hfgen.pipelines.conditioning.resolve_class_labels`; names come from ``id2label``)."""
+        if not self.num_classes:
+            if class_labels is not None:
+                raise ValueError("class_labels needs a class-conditional model (trained with --class_conditional)")
+            return {}
+        if class_labels is None:
+            raise ValueError(f"this model is class-conditional; pass class_labels (one of {self.num_classes} classes)")
+        from hfgen.pipelines.conditioning import resolve_class_labels
+
+        labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.id2label)
+        return {"class_labels": labels.to(self._execution_device)}
+
     @torch.no_grad()
-    def encode(self, images, batch_size: int = 256) -> torch.Tensor:
-        """Latent codes `(B, latent_dim)` of ``images`` (the posterior mean for a VAE)."""
+    def encode(self, images, batch_size: int = 256, class_labels=None) -> torch.Tensor:
+        """Latent codes `(B, latent_dim)` of ``images`` (the posterior mean for a VAE; a conditional VAE also takes
+        the images' ``class_labels``)."""
         images = self._images(images)
+        labels = self._labels(class_labels, len(images)).get("class_labels")
         codes = []
-        for chunk in images.split(batch_size):
-            encoded = self.model.encode(chunk)
+        for start, chunk in zip(range(0, len(images), batch_size), images.split(batch_size)):
+            extra = {} if labels is None else {"class_labels": labels[start : start + len(chunk)]}
+            encoded = self.model.encode(chunk, **extra)
             codes.append(encoded if isinstance(encoded, torch.Tensor) else encoded.mode())  # VAE: posterior mean
         return torch.cat(codes)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, output_type: str = "pil", return_dict: bool = True):
-        """Images of latent codes `(B, latent_dim)` (or `(latent_dim,)`)."""
+    def decode(self, latents: torch.Tensor, output_type: str = "pil", return_dict: bool = True, class_labels=None):
+        """Images of latent codes `(B, latent_dim)` (or `(latent_dim,)`); a conditional VAE also takes
+        ``class_labels`` (one for all, or one per code)."""
         latents = torch.as_tensor(latents, dtype=self.model.dtype, device=self._execution_device)
         if latents.ndim == 1:
             latents = latents[None]
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
             raise ValueError(f"expected latents of shape (batch_size, {self.latent_dim}), got {tuple(latents.shape)}")
-        return self._output(self.model.decode(latents), output_type, return_dict)
+        return self._output(
+            self.model.decode(latents, **self._labels(class_labels, len(latents))), output_type, return_dict
+        )
 
     @torch.no_grad()
-    def reconstruct(self, images, output_type: str = "pil", return_dict: bool = True):
+    def reconstruct(self, images, output_type: str = "pil", return_dict: bool = True, class_labels=None):
         """Encode then decode ``images`` (with the posterior mean for a VAE): one reconstruction per image."""
-        return self.decode(self.encode(images), output_type=output_type, return_dict=return_dict)
+        codes = self.encode(images, class_labels=class_labels)
+        return self.decode(codes, output_type=output_type, return_dict=return_dict, class_labels=class_labels)
 
     # -------------------------------------------------------- latent geometry
     @torch.no_grad()

@@ -19,14 +19,35 @@ class GANPipeline(DiffusionPipeline):
     Parameters:
         generator (`DCGANGenerator`): the trained generator (EMA weights when trained with ``--use_ema``).
         critic (`DCGANDiscriminator`, *optional*): the discriminator (DCGAN) or critic (WGAN, WGAN-GP).
+        id2label (`dict`, *optional*): class names of a conditional generator (``num_classes`` in its config).
     """
 
     model_cpu_offload_seq = "generator"
     _optional_components = ["critic"]
 
-    def __init__(self, generator: DCGANGenerator, critic: DCGANDiscriminator | None = None):
+    def __init__(
+        self, generator: DCGANGenerator, critic: DCGANDiscriminator | None = None, id2label: dict | None = None
+    ):
         super().__init__()
         self.register_modules(generator=generator, critic=critic)
+        if self.num_classes:
+            from hfgen.pipelines.conditioning import normalize_id2label
+
+            self.register_to_config(id2label=normalize_id2label(id2label, self.num_classes))
+
+    @property
+    def num_classes(self) -> int | None:
+        """C of a conditional generator, None for an unconditional one."""
+        return self.generator.config.get("num_classes")
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Class index -> name of a class-conditional model, None otherwise."""
+        if not self.num_classes:
+            return None
+        from hfgen.pipelines.conditioning import normalize_id2label
+
+        return normalize_id2label(getattr(self.config, "id2label", None), self.num_classes)
 
     @property
     def latent_dim(self) -> int:
@@ -48,20 +69,28 @@ class GANPipeline(DiffusionPipeline):
         batch_size: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        class_labels: int | str | list | torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
-        """Generate ``batch_size`` images.
+        """Generate ``batch_size`` images (of the classes ``class_labels`` for a conditional generator).
 
         Args:
             batch_size (`int`): images to generate.
             generator (`torch.Generator`, *optional*): the random generator of z (makes sampling deterministic).
             latents (`torch.Tensor` of shape `(batch_size, latent_dim)`, *optional*): z to use instead of drawing it.
+            class_labels: for a conditional generator, class indices or names, one for all images or one per image;
+                None: every class in turn. Refused by an unconditional generator.
             output_type (`str`): ``"pil"``, ``"np"`` (`(B, H, W, C)` in [0, 1]) or ``"pt"`` (`(B, C, H, W)` in [0, 1]).
 
         Returns:
             `ImagePipelineOutput` (or a tuple when ``return_dict=False``).
+
+        Raises:
+            ValueError: for ``batch_size < 1``, latents of the wrong shape, or class labels that are not the model's.
         """
+        if latents is None and isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1:
+            batch_size = len(class_labels) if batch_size == 1 else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if latents is None:
@@ -71,7 +100,15 @@ class GANPipeline(DiffusionPipeline):
             )
         else:
             latents = self._latents(latents, batch_size)
-        images = self.generator(latents).sample
+        extra = {}
+        if self.num_classes:
+            from hfgen.pipelines.conditioning import resolve_class_labels
+
+            labels = resolve_class_labels(class_labels, len(latents), self.num_classes, self.config.id2label)
+            extra["class_labels"] = labels.to(self._execution_device)
+        elif class_labels is not None:
+            raise ValueError("class_labels needs a class-conditional model (trained with --class_conditional)")
+        images = self.generator(latents, **extra).sample
         images = postprocess_images(images, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
@@ -82,6 +119,7 @@ class GANPipeline(DiffusionPipeline):
         z_b: torch.Tensor,
         steps: int = 8,
         method: str = "slerp",
+        class_labels: int | str | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
@@ -90,6 +128,7 @@ class GANPipeline(DiffusionPipeline):
         Args:
             steps (`int`, >= 2): images in the row.
             method (`str`): ``"slerp"`` (spherical; stays where a Gaussian puts its mass, White 2016) or ``"linear"``.
+            class_labels: the class of the whole row, for a conditional generator.
         """
         if steps < 2:
             raise ValueError(f"steps must be at least 2 (the two endpoints), got {steps}")
@@ -98,4 +137,6 @@ class GANPipeline(DiffusionPipeline):
         z_a, z_b = self._latents(z_a)[0], self._latents(z_b)[0]
         t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)
         path = slerp(z_a, z_b, t) if method == "slerp" else (1 - t[:, None]) * z_a + t[:, None] * z_b
-        return self(batch_size=steps, latents=path, output_type=output_type, return_dict=return_dict)
+        return self(
+            batch_size=steps, latents=path, class_labels=class_labels, output_type=output_type, return_dict=return_dict
+        )

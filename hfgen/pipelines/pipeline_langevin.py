@@ -8,6 +8,12 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput
 
+from hfgen.pipelines.conditioning import (
+    check_guidance_scale,
+    classifier_free_guidance,
+    normalize_id2label,
+    resolve_class_labels,
+)
 from hfgen.pipelines.utils import postprocess_images
 from hfgen.schedulers.scheduling_annealed_langevin import AnnealedLangevinScheduler
 
@@ -37,19 +43,38 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
         unet (`UNet2DModel`): the score network s_θ(x, σ), conditioned on the integer noise-level index as its
             timestep (see `AnnealedLangevinScheduler`).
         scheduler (`AnnealedLangevinScheduler`): noise levels, step sizes and the Langevin update.
+        id2label (`dict`, *optional*): class names of a class-conditional network (``num_class_embeds = C + 1``,
+            index C is "no label"); None for an unconditional one.
     """
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: AnnealedLangevinScheduler):
+    def __init__(self, unet: UNet2DModel, scheduler: AnnealedLangevinScheduler, id2label: dict | None = None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
+        if self.num_classes:
+            self.register_to_config(id2label=normalize_id2label(id2label, self.num_classes))
+
+    @property
+    def num_classes(self) -> int | None:
+        """C for a class-conditional score network (``num_class_embeds - 1``), None for an unconditional one."""
+        embeds = getattr(self.unet.config, "num_class_embeds", None)
+        return embeds - 1 if embeds else None
+
+    @property
+    def id2label(self) -> dict[int, str] | None:
+        """Class index -> name of a class-conditional network, None otherwise."""
+        if not self.num_classes:
+            return None
+        return normalize_id2label(getattr(self.config, "id2label", None), self.num_classes)
 
     @torch.no_grad()
     def __call__(
         self,
         batch_size: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        class_labels: int | str | list | torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
         steps_per_level: int | None = None,
         epsilon: float | None = None,
         denoise: bool = True,
@@ -63,6 +88,10 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
         Args:
             batch_size (`int`): number of images.
             generator: the only source of randomness (initial sample and Langevin noise).
+            class_labels: for a class-conditional network, class indices or names, one for all images or one per
+                image; None: every class in turn. Refused by an unconditional network.
+            guidance_scale (`float`): w of classifier-free guidance on the score, ``s_uncond + w (s_cond - s_uncond)``
+                (1: the conditional score alone; conditional networks only).
             steps_per_level (`int`, *optional*): T; default the scheduler's ``steps_per_level``.
             epsilon (`float`, *optional*): ε, the step size at the last level; default the scheduler's.
             denoise (`bool`): finish with x + σ_L²·s(x, σ_L) (NCSNv2); one more network evaluation.
@@ -75,11 +104,20 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
             `AnnealedLangevinPipelineOutput` (or a tuple ``(images,)``, plus the intermediates when asked).
 
         Raises:
-            ValueError: for ``batch_size < 1``, ``steps_per_level < 1``, ``epsilon <= 0`` or an unknown
-                ``init_distribution``.
+            ValueError: for ``batch_size < 1``, ``steps_per_level < 1``, ``epsilon <= 0``, an unknown
+                ``init_distribution``, or class labels that are not the model's (or given to an unconditional one).
         """
+        if isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1 and batch_size == 1:
+            batch_size = len(class_labels)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_guidance_scale(guidance_scale, conditional=bool(self.num_classes))
+        labels = None
+        if self.num_classes:
+            labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.config.id2label)
+            labels = labels.to(self._execution_device)
+        elif class_labels is not None:
+            raise ValueError("class_labels needs a class-conditional model (trained with --class_conditional)")
         scheduler = self.scheduler
         scheduler.set_timesteps(steps_per_level=steps_per_level, epsilon=epsilon, denoise=denoise)
         config = self.unet.config
@@ -97,7 +135,17 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
         for index, t in enumerate(self.progress_bar(timesteps)):
             model_input = scheduler.scale_model_input(sample, t)
             level = torch.full((batch_size,), int(t), device=sample.device, dtype=torch.long)
-            model_output = self.unet(model_input, level).sample
+            if labels is None:
+                model_output = self.unet(model_input, level).sample
+            else:
+                model_output = classifier_free_guidance(
+                    lambda x, s, y: self.unet(x, s, class_labels=y).sample,
+                    model_input,
+                    level,
+                    labels,
+                    self.num_classes,
+                    guidance_scale,
+                )
             sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
             if return_intermediates and index < num_langevin_steps and (index + 1) % scheduler.steps_per_level == 0:
                 intermediates.append(postprocess_images(sample, "pt").cpu())

@@ -75,6 +75,31 @@ def check_sample_memory(pipeline, num_images: int) -> None:
         )
 
 
+def _resolve_labels(pipeline, num_images: int, class_labels, guidance_scale) -> torch.Tensor | None:
+    """The class of each of ``num_images`` images for a class-conditional ``pipeline``, None for an unconditional one.
+
+    Raises:
+        HfgenError: labels or guidance for an unconditional model, or a label that is not one of the classes.
+    """
+    num_classes = getattr(pipeline, "num_classes", None)
+    if not num_classes:
+        if class_labels is not None or guidance_scale not in (None, 1.0):
+            flag = "--class_labels" if class_labels is not None else "--guidance_scale"
+            raise HfgenError(
+                f"{type(pipeline).__name__} was not trained with --class_conditional, so {flag} does not apply; "
+                f"drop {flag} (or train with --class_conditional)"
+            )
+        return None
+    from hfgen.pipelines.conditioning import check_guidance_scale, resolve_class_labels
+
+    try:
+        if guidance_scale is not None:
+            check_guidance_scale(guidance_scale, conditional=True)
+        return resolve_class_labels(class_labels, num_images, num_classes, getattr(pipeline, "id2label", None))
+    except ValueError as err:
+        raise HfgenError(str(err)) from None
+
+
 def sample_images(
     pipeline,
     num_images: int,
@@ -84,6 +109,8 @@ def sample_images(
     generator: torch.Generator | None = None,
     pipeline_kwargs: dict | None = None,
     show_progress: bool = True,
+    class_labels=None,
+    guidance_scale: float | None = None,
 ) -> SamplingResult:
     """Draw ``num_images`` samples from ``pipeline`` in batches of ``batch_size``.
 
@@ -100,10 +127,16 @@ def sample_images(
         show_progress (`bool`): a tqdm bar over the images (off for the grids drawn during training).
         pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's ``__call__`` (e.g. ``{"denoise":
             False, "steps_per_level": 50}`` for NCSN, ``{"temperature": 0.8}`` for a VAE or a flow).
+        class_labels: for a class-conditional model (``--class_conditional``), the class of each image (a list of
+            ``num_images`` indices or names, or one for all); None: every class in turn, so that ``k * C`` images
+            hold ``k`` of each class.
+        guidance_scale (`float`, *optional*): classifier-free guidance w of a conditional diffusion model (DDPM,
+            NCSN); None or 1: no guidance.
 
     Raises:
         HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, ``num_inference_steps`` other than 1 for a
-            one-shot generator (VAE, GAN, flow, autoencoder), or ``pipeline_kwargs`` it does not take.
+            one-shot generator (VAE, GAN, flow, autoencoder), ``pipeline_kwargs`` it does not take, class labels or
+            a guidance scale for a model that was not trained with them, or a label outside the classes.
     """
     from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
 
@@ -113,9 +146,16 @@ def sample_images(
     components = getattr(pipeline, "components", {})
     pipeline_kwargs = dict(pipeline_kwargs or {})
     swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
+    labels = _resolve_labels(pipeline, num_images, class_labels, guidance_scale)
     if "unet" in components and swappable:
         sched = pipeline.scheduler if scheduler is None else make_scheduler(scheduler, pipeline.scheduler.config)
-        sampler = UnconditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched)
+        if labels is not None:
+            from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
+
+            id2label = pipeline.id2label
+            sampler = ClassConditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched, id2label=id2label)
+        else:
+            sampler = UnconditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched)
         sampler.set_progress_bar_config(disable=True)
         if num_inference_steps is None:
             is_ddpm = type(sched).__name__ == "DDPMScheduler"
@@ -154,8 +194,20 @@ def sample_images(
             f"{', '.join(p for p in accepted if p not in ('self', 'return_dict', 'output_type', 'generator'))}"
         )
     kwargs.update(pipeline_kwargs)
-    calls = []
-    handle = network.register_forward_hook(lambda *_: calls.append(1)) if network is not None else None
+    if guidance_scale is not None and guidance_scale != 1.0:
+        if "guidance_scale" not in accepted:
+            raise HfgenError(
+                f"{type(sampler).__name__} has no classifier-free guidance (it applies to conditional DDPM and NCSN "
+                "models); drop --guidance_scale"
+            )
+        kwargs["guidance_scale"] = guidance_scale
+    calls: list[int] = []  # the batch size of each forward pass: guidance's doubled batch counts twice per image
+
+    def count(module, args, output):
+        first = args[0] if args else None
+        calls.append(int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else 1)
+
+    handle = network.register_forward_hook(count) if network is not None else None
     chunks, per_image = [], None
     try:
         from tqdm.auto import tqdm
@@ -165,12 +217,15 @@ def sample_images(
             while remaining > 0:
                 size = min(batch_size, remaining)
                 before = len(calls)
+                if labels is not None:
+                    done = num_images - remaining
+                    kwargs["class_labels"] = labels[done : done + size]
                 try:
                     out = sampler(batch_size=size, generator=generator, output_type="pt", **kwargs).images
                 except ValueError as err:  # the pipeline's own argument checks (diffusers convention): one line
                     raise HfgenError(f"{type(sampler).__name__}: {err}") from err
                 if per_image is None:
-                    per_image = len(calls) - before
+                    per_image = round(sum(calls[before:]) / size)
                 chunks.append(out.cpu().float())
                 remaining -= size
                 progress.update(size)

@@ -166,6 +166,20 @@ class TrainingArguments:
         default=False,
         metadata={"help": "Keep an exponential moving average of the weights; it is what is saved and sampled."},
     )
+    class_conditional: bool = field(
+        default=False,
+        metadata={
+            "help": "Train a class-conditional model on the data's labels (VAE, DCGAN, WGAN, WGAN-GP, DDPM, NCSN); "
+            "sample with --class_labels and, for diffusion, --guidance_scale."
+        },
+    )
+    conditioning_dropout_prob: float = field(
+        default=0.1,
+        metadata={
+            "help": "DDPM/NCSN with --class_conditional: probability of replacing a label by 'no label' in "
+            "training, which classifier-free guidance needs (Ho & Salimans 2022)."
+        },
+    )
     ema_inv_gamma: float = field(default=1.0, metadata={"help": "EMA warm-up inverse gamma."})
     ema_power: float = field(default=0.75, metadata={"help": "EMA warm-up power."})
     ema_max_decay: float = field(default=0.999, metadata={"help": "Maximum EMA decay."})
@@ -264,6 +278,8 @@ class TrainingArguments:
                 raise ValueError(f"--{name} must be 0 or more, got {value}")
         if not self.adam_epsilon > 0:
             raise ValueError(f"--adam_epsilon must be positive, got {self.adam_epsilon}")
+        if not 0 <= self.conditioning_dropout_prob < 1:
+            raise ValueError(f"--conditioning_dropout_prob must be in [0, 1), got {self.conditioning_dropout_prob}")
         if not 0 <= self.ema_max_decay <= 1:
             raise ValueError(f"--ema_max_decay must be in [0, 1], got {self.ema_max_decay}")
         if not (self.ema_inv_gamma > 0 and self.ema_power > 0):

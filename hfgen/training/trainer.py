@@ -179,6 +179,12 @@ def train(
     if model_args is None and objective.arguments_class is not None:
         model_args = objective.arguments_class()
     _resolve_defaults(objective, data_args, training_args, model_args)
+    if training_args.class_conditional and not objective.supports_class_conditional:
+        why = "it cannot sample" if not objective.can_sample else "it has no class-conditional variant in hfgen"
+        raise ConfigurationError(
+            f"hfgen train {objective.name}: --class_conditional is not supported ({why}); drop --class_conditional "
+            "or train vae, dcgan, wgan, wgan-gp, ddpm or ncsn"
+        )
     if training_args.output_dir is None:
         training_args.output_dir = os.path.join("outputs", f"{objective.name}-{_dataset_label(data_args)}")
     return _Trainer(objective, data_args, training_args, model_args).run()
@@ -276,6 +282,7 @@ class _Trainer:
         self.num_images = len(source) if self.images is None else len(self.images)
         self.labels = labels
         self.label_source = source.label_source if labels is not None else None
+        self.num_classes, self.id2label = self._classes(source)
         global_batch = self.args.train_batch_size * self.accelerator.num_processes
         if self.num_images < global_batch:
             raise DatasetError(
@@ -287,6 +294,38 @@ class _Trainer:
         self._permutations: dict[int, torch.Tensor] = {}
         self._loader_iterator = None
         self._loader_next = None
+
+    def _classes(self, source) -> tuple[int | None, dict[int, str] | None]:
+        """``(num_classes, id2label)`` of a ``--class_conditional`` run (read from the labels), ``(None, None)``
+        otherwise.
+
+        Raises:
+            DatasetError: the data has no labels, negative labels, or a single class.
+        """
+        if not self.args.class_conditional:
+            return None, None
+        if self.labels is None:
+            raise DatasetError(
+                f"--class_conditional trains on the data's labels, and {source.name} has none; use a data set with a "
+                "label column (the digits, an image folder with class sub-folders, a .npy with <name>_labels.npy) or "
+                "--attribute_file with --attribute, or drop --class_conditional"
+            )
+        if len(self.labels) and int(self.labels.min()) < 0:
+            raise DatasetError(f"--class_conditional needs class labels 0, 1, ...; {source.name} has negative labels")
+        num_classes = int(self.labels.max()) + 1
+        if num_classes < 2:
+            raise DatasetError(f"--class_conditional needs at least 2 classes; {source.name} has labels 0 only")
+        names = source.label_names if source.label_names and len(source.label_names) >= num_classes else None
+        id2label = {i: (names[i] if names else str(i)) for i in range(num_classes)}
+        return num_classes, id2label
+
+    def _labels_at(self, micro_index: int) -> torch.Tensor | None:
+        """The class labels `(B,)` of micro-batch ``micro_index`` (the same indices as `_batch`), or None when the run
+        is not class-conditional."""
+        if self.num_classes is None:
+            return None
+        indices = self._batch_indices(micro_index)
+        return torch.as_tensor(self.labels[indices.numpy()], dtype=torch.long).to(self.accelerator.device)
 
     def _images_at(self, indices) -> torch.Tensor:
         """Training images ``indices`` as float32 ``(B, C, H, W)`` in [-1, 1] (decoded now when lazy)."""
@@ -428,7 +467,12 @@ class _Trainer:
         with self._ema_weights(), torch.no_grad():
             pipeline = self.objective.build_pipeline(self.unwrapped)
             generator = torch.Generator().manual_seed(derived_seed(self.args.seed, "samples"))
-            images = self.objective.sample_images(pipeline, self.args.num_sample_images, generator)
+            count, labels = self.args.num_sample_images, None
+            if self.num_classes:  # one row per class: ceil(N / C) images of class 0, then of class 1, ...
+                per_class = -(-count // self.num_classes)
+                labels = torch.arange(self.num_classes).repeat_interleave(per_class)
+                count = len(labels)
+            images = self.objective.sample_images(pipeline, count, generator, class_labels=labels)
             held_out = self.objective.held_out_metrics(pipeline, torch.Generator().manual_seed(self.args.seed))
         for model in self.unwrapped.values():
             model.train()
@@ -437,7 +481,7 @@ class _Trainer:
         if held_out and self.args.logger != "none":
             self.accelerator.log(held_out, step=step)
         path = os.path.join(self.output_dir, SAMPLES_DIR, f"step-{step:06d}.png")
-        save_image_grid(images, path)
+        save_image_grid(images, path, nrow=len(images) // self.num_classes if self.num_classes else None)
         self.last_grid = path
 
     def _make_scorer(self):
@@ -703,6 +747,8 @@ class _Trainer:
             train_images=self._images_at(order[:TRAIN_IMAGES_SUBSET].sort().values),
             preview_images=self._images_at(order[:32]),
             label_source=self.label_source,
+            num_classes=self.num_classes,
+            id2label=self.id2label,
         )
         if args.eval_steps and not self.objective.can_sample:
             raise ConfigurationError(
@@ -775,6 +821,8 @@ class _Trainer:
             # facts about the run, not flags: how many images were trained on and where the labels came from
             config["num_train_images"] = self.num_images
             config["labels"] = self.label_source  # None when the data has no labels
+            if self.num_classes:
+                config["num_classes"] = self.num_classes
             write_training_args(self.output_dir, config)
             if args.logger != "none":
                 accelerator.init_trackers(f"hfgen-{self.objective.name}", config=_scalars(config))
@@ -803,7 +851,12 @@ class _Trainer:
                             stack.enter_context(accelerator.no_sync(m))
                     with accelerator.autocast():
                         loss, logs = self.objective.compute_loss(
-                            models, images, generator, phase=update.name, step=global_step
+                            models,
+                            images,
+                            generator,
+                            phase=update.name,
+                            step=global_step,
+                            class_labels=self._labels_at(index),
                         )
                     accelerator.backward(loss / accumulation)
                 update_loss += loss.detach().float() / accumulation

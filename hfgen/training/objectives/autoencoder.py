@@ -102,7 +102,7 @@ class AutoencoderObjective(Objective):
         self.preview_images = context.preview_images
         return {"autoencoder": build_conv_model(AutoencoderModel, context)}
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
         output = models["autoencoder"](images)
         return output.loss, {}
 
@@ -111,7 +111,7 @@ class AutoencoderObjective(Objective):
 
         return AutoencoderPipeline(autoencoder=models["autoencoder"])
 
-    def sample_images(self, pipeline, num_images, generator):
+    def sample_images(self, pipeline, num_images, generator, class_labels=None):
         """Reconstructions of fixed training images (an autoencoder cannot sample): originals and reconstructions
         interleaved."""
         return reconstruction_pairs(pipeline, self.preview_images, num_images)

@@ -34,6 +34,9 @@ class TrainingContext:
             the data (NCSN's ``--sigma_max auto``).
         label_source (`str`, *optional*): where the training labels came from (``mnist_test_labels.npy``,
             ``list_attr_celeba.txt:Smiling``, ``label column``), None when the data has no labels.
+        num_classes (`int`, *optional*): C, the number of classes of a ``--class_conditional`` run (the largest
+            label + 1), None otherwise.
+        id2label (`dict`, *optional*): class index -> name of a ``--class_conditional`` run (saved with the model).
     """
 
     data_args: Any
@@ -49,6 +52,8 @@ class TrainingContext:
     preview_images: torch.Tensor | None = None
     train_images: torch.Tensor | None = None
     label_source: str | None = None
+    num_classes: int | None = None
+    id2label: dict[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class Objective:
         can_sample (`bool`): whether the pipeline generates new images (False for the autoencoder: no periodic
             FID, ``--eval_steps`` is refused).
         loss_label (`str`): the y-axis label (with units) of ``loss.png``.
+        supports_class_conditional (`bool`): whether ``--class_conditional`` applies (VAE, GANs, DDPM, NCSN); the
+            loop then passes each batch's ``class_labels`` to `compute_loss` and ``context.num_classes`` is set.
 
     State: an objective is created fresh for each run (`get_objective`). Everything it needs from the run arrives as
     arguments: `resolve_defaults` and `configure` see the parsed arguments, `build_models(context)`, `updates(context)`
@@ -91,6 +98,7 @@ class Objective:
     model_card_template: str = ""
     ema_model: str = ""
     can_sample: bool = True
+    supports_class_conditional: bool = False
     loss_label: str = "loss"
     pipeline_tag: str = "unconditional-image-generation"
     context: TrainingContext | None = None
@@ -132,6 +140,7 @@ class Objective:
         generator: torch.Generator,
         phase: str = "model",
         step: int = 0,
+        class_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss of one batch and extra scalars to log.
 
@@ -141,6 +150,8 @@ class Objective:
             generator (`torch.Generator`): the only source of randomness to use (makes resuming exact).
             phase (`str`): the `Update.name` being computed.
             step (`int`): optimiser steps done before this one (for schedules inside the loss, e.g. instance noise).
+            class_labels (`torch.Tensor` of shape `(batch_size,)`, *optional*): the images' classes in
+                [0, ``context.num_classes``) in a ``--class_conditional`` run, None otherwise.
         """
         raise NotImplementedError
 
@@ -181,11 +192,14 @@ class Objective:
         (``(None, None, {})``); DDPM names a cheap DDIM, NCSN fewer Langevin steps per level."""
         return None, None, {}
 
-    def sample_images(self, pipeline, num_images: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_images(
+        self, pipeline, num_images: int, generator: torch.Generator, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Draw ``num_images`` samples for the periodic grid and FID: `(num_images, C, H, W)` floats in [0, 1].
 
         Goes through `hfgen.pipelines.sampling.sample_images` (the one sampling path, shared with `hfgen sample` and
         `hfgen evaluate`) with `sampling_options`. Families that cannot sample (the autoencoder) override it.
+        ``class_labels`` `(num_images,)` asks a conditional model for those classes (None: every class in turn).
         """
         from hfgen.pipelines.sampling import sample_images
 
@@ -199,8 +213,29 @@ class Objective:
             generator=generator,
             pipeline_kwargs=pipeline_kwargs,
             show_progress=False,
+            class_labels=class_labels,
         ).images
 
     def model_card_context(self, context: TrainingContext) -> dict[str, Any]:
         """Extra variables for the model card template."""
         return {}
+
+
+def drop_labels(
+    class_labels: torch.Tensor, null_label: int, probability: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Label dropout for classifier-free guidance (Ho & Salimans 2022, Algorithm 1): each label is replaced by
+    ``null_label`` ("no label", the class index C) with ``probability``, drawn from ``generator``.
+
+    Args:
+        class_labels (`torch.Tensor` of shape `(B,)`): class indices in [0, C).
+        null_label (`int`): C.
+        probability (`float`): in [0, 1).
+
+    Returns:
+        `torch.Tensor` of shape `(B,)` on ``class_labels``' device.
+    """
+    if probability <= 0:
+        return class_labels
+    dropped = torch.rand(class_labels.shape[0], generator=generator) < probability
+    return torch.where(dropped.to(class_labels.device), torch.full_like(class_labels, null_label), class_labels)

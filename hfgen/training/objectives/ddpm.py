@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from hfgen.training.objectives.base import Objective, TrainingContext
+from hfgen.training.objectives.base import Objective, TrainingContext, drop_labels
 from hfgen.training.objectives.unet import UNetArguments, configure_unet, unet_config_from_args
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -63,6 +63,7 @@ class DDPMObjective(Objective):
     defaults = {"max_train_steps": 2000, "learning_rate": 1e-3}
     model_card_template = "ddpm.md"
     ema_model = "unet"
+    supports_class_conditional = True
     tags = ("ddpm", "diffusion", "unconditional-image-generation")
 
     def configure(self, resolution, num_channels, model_args):
@@ -76,16 +77,21 @@ class DDPMObjective(Objective):
             prediction_type=args.prediction_type,
         )
         self.sample_num_inference_steps = args.sample_num_inference_steps
-        config = unet_config_from_args(args, context.resolution, context.num_channels)
+        self.context = context
+        config = unet_config_from_args(args, context.resolution, context.num_channels, context.num_classes)
         return {"unet": UNet2DModel(**config)}
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
         scheduler = self.noise_scheduler
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), generator=generator)
         timesteps = timesteps.to(images.device)
         noisy = scheduler.add_noise(images, noise, timesteps)
-        prediction = models["unet"](noisy, timesteps).sample
+        extra = {}
+        if class_labels is not None:  # label dropout trains the "no label" class C for classifier-free guidance
+            probability = self.context.training_args.conditioning_dropout_prob
+            extra["class_labels"] = drop_labels(class_labels, self.context.num_classes, probability, generator)
+        prediction = models["unet"](noisy, timesteps, **extra).sample
         if scheduler.config.prediction_type == "epsilon":
             target = noise
         elif scheduler.config.prediction_type == "sample":
@@ -96,6 +102,14 @@ class DDPMObjective(Objective):
         return loss, {}
 
     def build_pipeline(self, models):
+        """The stock `DDPMPipeline`; a ``--class_conditional`` run: `ClassConditionalDiffusionPipeline` (labels and
+        classifier-free guidance) with the class names."""
+        if models["unet"].config.num_class_embeds:
+            from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
+
+            return ClassConditionalDiffusionPipeline(
+                unet=models["unet"], scheduler=self.noise_scheduler, id2label=self.context.id2label
+            )
         return DDPMPipeline(unet=models["unet"], scheduler=self.noise_scheduler)
 
     def sampling_options(self):

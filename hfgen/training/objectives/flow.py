@@ -75,7 +75,7 @@ class RealNVPObjective(Objective):
             raise ConfigurationError(f"{err} (set with --resolution / --num_scales)") from None
         return {"flow": flow}
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
         from hfgen.models.realnvp import nats_to_bits_per_dim, output_log_prob
 
         flow = models["flow"]

@@ -127,6 +127,7 @@ class GANObjective(Objective):
     defaults: dict = {}
     model_card_template = "gan.md"
     ema_model = "generator"
+    supports_class_conditional = True
     tags = ("gan", "dcgan", "unconditional-image-generation")
 
     # ------------------------------------------------------------ configuration
@@ -194,12 +195,14 @@ class GANObjective(Objective):
                 out_channels=context.num_channels,
                 latent_dim=args.latent_dim,
                 base_channels=args.generator_channels,
+                num_classes=context.num_classes,
             )
             critic = DCGANDiscriminator(
                 sample_size=context.resolution,
                 in_channels=context.num_channels,
                 base_channels=args.critic_channels,
                 use_batch_norm=args.critic_batch_norm,
+                num_classes=context.num_classes,
             )
         except ValueError as err:
             raise ConfigurationError(f"{err} (set with --resolution)") from None
@@ -240,19 +243,27 @@ class GANObjective(Objective):
             return images
         return images + std * torch.randn(images.shape, generator=generator).to(images)
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
-        netG, netD = models["generator"], models["critic"]
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
+        """One critic or generator loss. In a ``--class_conditional`` run the fakes are generated with the real
+        batch's labels (so both see the data's class frequencies) and the projection critic scores every image
+        with its label (Miyato & Koyama 2018); the gradient penalty differentiates D(., y) per sample."""
+        netG, critic = models["generator"], models["critic"]
+        extra = {} if class_labels is None else {"class_labels": class_labels}
+
+        def netD(x):
+            return critic(x, **extra)
+
         batch = images.shape[0]
         z = torch.randn(batch, self.args.latent_dim, generator=generator).to(images)
         if phase == "generator":
-            scores = netD(self._with_instance_noise(netG(z).sample, generator, step))
+            scores = netD(self._with_instance_noise(netG(z, **extra).sample, generator, step))
             if self.loss == "bce":  # non-saturating: maximise log D(G(z))
                 loss = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
             else:
                 loss = -scores.mean()
             return loss, {}
         with torch.no_grad():
-            fake = netG(z).sample
+            fake = netG(z, **extra).sample
         real_scores = netD(self._with_instance_noise(images, generator, step))
         fake_scores = netD(self._with_instance_noise(fake, generator, step))
         if self.loss == "bce":
@@ -290,7 +301,8 @@ class GANObjective(Objective):
     def build_pipeline(self, models):
         from hfgen.pipelines.pipeline_gan import GANPipeline
 
-        return GANPipeline(generator=models["generator"], critic=models["critic"])
+        id2label = self.context.id2label if self.context is not None else None
+        return GANPipeline(generator=models["generator"], critic=models["critic"], id2label=id2label)
 
     def model_card_context(self, context: TrainingContext) -> dict:
         args = context.training_args

@@ -15,7 +15,7 @@ from diffusers import UNet2DModel
 
 from hfgen.errors import ConfigurationError
 from hfgen.schedulers.scheduling_annealed_langevin import INIT_DISTRIBUTIONS, AnnealedLangevinScheduler
-from hfgen.training.objectives.base import Objective, TrainingContext
+from hfgen.training.objectives.base import Objective, TrainingContext, drop_labels
 from hfgen.training.objectives.unet import UNetArguments, configure_unet, unet_config_from_args
 
 
@@ -106,6 +106,7 @@ class NCSNObjective(Objective):
     defaults = {"max_train_steps": 3000, "learning_rate": 1e-3}
     model_card_template = "ncsn.md"
     ema_model = "unet"
+    supports_class_conditional = True
     loss_label = "DSM loss, λ(σ) = σ² (per image)"
     tags = ("ncsn", "score-based", "langevin-dynamics", "unconditional-image-generation")
 
@@ -137,23 +138,29 @@ class NCSNObjective(Objective):
             scale_output_by_sigma=args.scale_output_by_sigma,
             init_distribution=args.init_distribution,
         )
-        config = unet_config_from_args(args, context.resolution, context.num_channels)
+        self.context = context
+        config = unet_config_from_args(args, context.resolution, context.num_channels, context.num_classes)
         return {"unet": UNet2DModel(**config)}
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
         scheduler = self.noise_scheduler
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
         timesteps = torch.randint(0, scheduler.num_noise_levels, (images.shape[0],), generator=generator)
         timesteps = timesteps.to(images.device)
         noisy = scheduler.add_noise(images, noise, timesteps)
-        score = scheduler.model_output_to_score(models["unet"](noisy, timesteps).sample.float(), timesteps)
+        extra = {}
+        if class_labels is not None:  # label dropout trains the "no label" class C for classifier-free guidance
+            probability = self.context.training_args.conditioning_dropout_prob
+            extra["class_labels"] = drop_labels(class_labels, self.context.num_classes, probability, generator)
+        score = scheduler.model_output_to_score(models["unet"](noisy, timesteps, **extra).sample.float(), timesteps)
         sigmas = scheduler.sigma_for_timesteps(timesteps).to(images.device)
         return denoising_score_matching_loss(score, noise.float(), sigmas).mean(), {}
 
     def build_pipeline(self, models):
         from hfgen.pipelines.pipeline_langevin import AnnealedLangevinPipeline
 
-        return AnnealedLangevinPipeline(unet=models["unet"], scheduler=self.noise_scheduler)
+        id2label = self.context.id2label if self.context is not None else None
+        return AnnealedLangevinPipeline(unet=models["unet"], scheduler=self.noise_scheduler, id2label=id2label)
 
     def sampling_options(self):
         """Annealed Langevin with ``--sample_steps_per_level`` steps per noise level for grids and FID."""

@@ -112,10 +112,14 @@ def configure_unet(args: UNetArguments, resolution: int) -> None:
         raise ConfigurationError(str(err)) from None
 
 
-def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: int) -> dict:
+def unet_config_from_args(
+    args: UNetArguments, resolution: int, num_channels: int, num_classes: int | None = None
+) -> dict:
     """The `UNet2DModel` config for ``args`` (or the one read from ``--model_config_name_or_path``).
 
-    ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data.
+    ``sample_size``, ``in_channels`` and ``out_channels`` always follow the data. ``num_classes`` C (a
+    ``--class_conditional`` run) sets ``num_class_embeds = C + 1``: the extra class C is "no label", trained by label
+    dropout and used by classifier-free guidance.
 
     Raises:
         ConfigurationError: when the resolution cannot be halved once per UNet level.
@@ -141,6 +145,8 @@ def unet_config_from_args(args: UNetArguments, resolution: int, num_channels: in
     except ValueError as err:
         raise ConfigurationError(str(err)) from None
     config.update(sample_size=resolution, in_channels=num_channels, out_channels=num_channels)
+    if num_classes:
+        config.update(num_class_embeds=num_classes + 1)
     return config
 
 

@@ -42,6 +42,7 @@ class VAEObjective(Objective):
     model_card_template = "vae.md"
     ema_model = "vae"
     loss_label = "nats per image"
+    supports_class_conditional = True
     tags = ("vae", "variational-autoencoder", "unconditional-image-generation")
 
     def configure(self, resolution, num_channels, model_args):
@@ -52,12 +53,19 @@ class VAEObjective(Objective):
 
         args = context.model_args
         model = build_conv_model(
-            VAEModel, context, likelihood=args.likelihood, beta=args.beta, observation_std=args.observation_std
+            VAEModel,
+            context,
+            likelihood=args.likelihood,
+            beta=args.beta,
+            observation_std=args.observation_std,
+            num_classes=context.num_classes,
         )
+        self.context = context
         return {"vae": model}
 
-    def compute_loss(self, models, images, generator, phase="model", step=0):
-        output = models["vae"](images, generator=generator)
+    def compute_loss(self, models, images, generator, phase="model", step=0, class_labels=None):
+        extra = {} if class_labels is None else {"class_labels": class_labels}
+        output = models["vae"](images, generator=generator, **extra)
         logs = {
             "reconstruction_loss": output.reconstruction_loss.mean().item(),
             "kl": output.kl.mean().item(),
@@ -68,7 +76,8 @@ class VAEObjective(Objective):
     def build_pipeline(self, models):
         from hfgen.pipelines.pipeline_vae import VAEPipeline
 
-        return VAEPipeline(vae=models["vae"])
+        id2label = self.context.id2label if self.context is not None else None
+        return VAEPipeline(vae=models["vae"], id2label=id2label)
 
     def model_card_context(self, context: TrainingContext) -> dict:
         args = context.model_args
