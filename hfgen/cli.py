@@ -120,6 +120,15 @@ def _conditioning_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _guidance_scales(text: str) -> list[float]:
+    from hfgen.jobs.guidance_sweep import parse_guidance_scales
+
+    try:
+        return parse_guidance_scales(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _guidance_scale(text: str) -> float:
     try:
         value = float(text)
@@ -228,8 +237,41 @@ def _evaluate(argv: list[str]) -> None:
     parser.add_argument("--num_images", type=int, default=1000, help="Images to generate and score.")
     parser.add_argument("--scheduler", default=None, help="Diffusion sampler (see `hfgen sample --help`).")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="Diffusion sampling steps.")
+    parser.add_argument(
+        "--guidance_scale",
+        type=_guidance_scale,
+        default=None,
+        help="Classifier-free guidance w of a conditional DDPM/NCSN (1: none).",
+    )
+    parser.add_argument(
+        "--guidance_scales",
+        type=_guidance_scales,
+        default=None,
+        help="A guidance sweep, e.g. 0,1,2,3,5: one evaluation per w, written as guidance_sweep.md/.json/.png "
+        "(FID, precision, recall and class accuracy against w).",
+    )
     _pipeline_kwargs_argument(parser)
     args = parser.parse_args(argv)
+    if args.guidance_scales is not None:
+        from hfgen.jobs.guidance_sweep import format_sweep_table, guidance_sweep
+
+        if args.guidance_scale is not None:
+            raise CommandLineError("pass --guidance_scale or --guidance_scales, not both")
+        rows = guidance_sweep(
+            args.output_dir,
+            args.guidance_scales,
+            num_images=args.num_images,
+            scheduler=args.scheduler,
+            num_inference_steps=args.num_inference_steps,
+            reference=args.reference,
+            features=args.features,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            pipeline_kwargs=args.pipeline_kwargs,
+        )
+        print(format_sweep_table(rows))
+        print(f"wrote guidance_sweep.md, .json and .png into {args.output_dir}")
+        return
     metrics = evaluate_pipeline(
         args.output_dir,
         num_images=args.num_images,
@@ -240,6 +282,7 @@ def _evaluate(argv: list[str]) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         pipeline_kwargs=args.pipeline_kwargs,
+        guidance_scale=args.guidance_scale,
         write=False,
     )
     print(

@@ -266,3 +266,51 @@ def plot_langevin_convergence(
         title=f"Annealed Langevin dynamics, {steps} steps per level:\nthe same samples at the end of each level",
         row_labels=labels,
     )
+
+
+def plot_guidance_sweep(rows: list[dict], path: str, title: str = "Classifier-free guidance") -> str:
+    """The guidance sweep of a class-conditional diffusion model in one PNG: FID (with the real-data floor),
+    precision and recall, and class accuracy against the guidance scale w.
+
+    Args:
+        rows: one dict per w with ``guidance_scale``, ``fid``, ``precision``, ``recall``, optionally
+            ``class_accuracy`` and ``real_data_floor`` (``{"fid": ...}``), as `hfgen evaluate` returns them.
+        path (`str`): the PNG to write (parent folders created).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda row: row["guidance_scale"])
+    w = [row["guidance_scale"] for row in rows]
+    accuracy = [row.get("class_accuracy") for row in rows]
+    panels = 3 if any(a is not None for a in accuracy) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4), dpi=100)
+    axes[0].plot(w, [row["fid"] for row in rows], "o-", label="generated")
+    floors = [row.get("real_data_floor", {}).get("fid") for row in rows]
+    if all(f is not None for f in floors):
+        axes[0].plot(w, floors, "--", color="grey", label="real-data floor")
+    axes[0].set_title("FID (lower is better)", fontsize=9)
+    for key, marker in (("precision", "o-"), ("recall", "s-")):
+        axes[1].plot(w, [row[key] for row in rows], marker, label=key)
+    axes[1].set_ylim(0, 1.02)
+    axes[1].set_title("precision (fidelity) and recall (diversity)", fontsize=9)
+    if panels == 3:
+        axes[2].plot(w, [a if a is not None else np.nan for a in accuracy], "o-", color="tab:green")
+        axes[2].set_ylim(0, 1.02)
+        axes[2].set_title("class accuracy (the classifier agrees)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("guidance scale w (1 = no guidance)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

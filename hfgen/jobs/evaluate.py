@@ -36,7 +36,11 @@ def make_scorer(output_dir: str, reference, features: str, images: torch.Tensor,
     return MetricScorer(reference, features, images.shape[-1], images.shape[1], seed)
 
 
-def sample_timed(pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs=None):
+def sample_timed(
+    pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs=None, guidance_scale=None
+):
+    """`hfgen.pipelines.sampling.sample_images` (a conditional model: every class in turn) and its wall time in
+    seconds: ``(SamplingResult, seconds)``."""
     from hfgen.pipelines.sampling import sample_images
 
     start = time.perf_counter()
@@ -48,6 +52,7 @@ def sample_timed(pipeline, num_images, scheduler, num_inference_steps, batch_siz
         batch_size=batch_size,
         generator=torch.Generator().manual_seed(seed),
         pipeline_kwargs=pipeline_kwargs,
+        guidance_scale=guidance_scale,
     )
     return result, time.perf_counter() - start
 
@@ -63,6 +68,7 @@ def evaluate_pipeline(
     seed: int = 0,
     write: bool = True,
     pipeline_kwargs: dict | None = None,
+    guidance_scale: float | None = None,
 ) -> dict:
     """Sample ``num_images`` from a trained folder, time it and compute every metric with its real-data floor.
 
@@ -79,6 +85,11 @@ def evaluate_pipeline(
         write (`bool`): merge the result into ``metrics.json`` and the model card.
         pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's own sampler (e.g. NCSN's
             ``{"denoise": False}``); recorded in the result and its ``metrics.json`` key.
+        guidance_scale (`float`, *optional*): classifier-free guidance w of a conditional DDPM/NCSN; recorded.
+
+    A class-conditional model is sampled with equal numbers of every class (class ``i % C`` for image ``i``) and gets
+    `MetricScorer.conditional_scores` too: ``class_accuracy`` (the features' classifier judges), ``per_class_fid``
+    where the reference holds enough images of a class, and ``mean_per_class_fid``.
 
     Returns:
         dict with ``fid``, ``kid_mean``, ``kid_std``, ``cmmd``, ``precision``, ``recall``, ``density``,
@@ -96,13 +107,19 @@ def evaluate_pipeline(
         raise HfgenError(f"--num_images must be positive, got {num_images}")
     pipeline = load_pipeline(output_dir)
     result, seconds = sample_timed(
-        pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs
+        pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale
     )
     scorer = make_scorer(output_dir, reference, features, result.images, seed)
-    metrics = scorer.score(result.images)
-    if callable(getattr(pipeline, "likelihood_metrics", None)):  # VAE (negative ELBO), flows (exact likelihood)
+    metrics = scorer.score(result.images, class_labels=result.class_labels)
+    conditional = result.class_labels is not None
+    if conditional:
+        metrics.update(class_conditional=True, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
+    labels = scorer.sets.reference_labels
+    has_likelihood = callable(getattr(pipeline, "likelihood_metrics", None))  # VAE (negative ELBO), flows (exact)
+    if has_likelihood and (not conditional or labels is not None):  # a conditional VAE bounds -log p(x|y)
         held_out = scorer.sets.reference * 2 - 1
-        metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed)))
+        extra = {"class_labels": labels} if conditional else {}
+        metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed), **extra))
         metrics["likelihood_data"] = scorer.sets.name
         if "nll_nats" in metrics:  # exact likelihood (flows): next to what PNG spends on the same images
             from hfgen.metrics.likelihood import png_bits_per_dim
@@ -151,6 +168,8 @@ def evaluation_key(metrics: dict) -> str:
     """The key of one evaluation in ``metrics.json["evaluations"]``, e.g. ``DDIMScheduler-50steps-1000images``
     (``-denoise=False`` and the like appended for ``pipeline_kwargs``)."""
     extra = "".join(f"-{k}={v}" for k, v in sorted(metrics.get("pipeline_kwargs", {}).items()))
+    if metrics.get("class_conditional"):
+        extra += f"-guidance={metrics['guidance_scale']:g}"
     return f"{metrics['scheduler']}-{metrics['num_inference_steps']}steps-{metrics['num_images']}images{extra}"
 
 

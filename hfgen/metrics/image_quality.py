@@ -224,11 +224,14 @@ class ReferenceSets:
         reference: what generated images are compared with (digits: the held-out test split).
         floor: real images standing in for generated ones in the real-data floor (digits: train split).
         name (`str`): a label for reports.
+        reference_labels (`torch.Tensor`, *optional*): int64 ``(N,)`` labels of ``reference`` where the data has
+            them (per-class FID of class-conditional models).
     """
 
     reference: torch.Tensor
     floor: torch.Tensor
     name: str
+    reference_labels: torch.Tensor | None = None
 
 
 DATA_KEYS = ("dataset_name", "train_data_dir", "held_out_size", "attribute_file", "attribute", "center_crop")
@@ -293,14 +296,20 @@ def load_reference_sets(
     from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
 
     def tensor(source, crop=center_crop):
-        images, _ = images_to_tensor(source, resolution=resolution, num_channels=num_channels, center_crop=crop)
-        return (images + 1) / 2
+        images, _ = labelled(source, crop)
+        return images
+
+    def labelled(source, crop=center_crop):
+        images, labels = images_to_tensor(source, resolution=resolution, num_channels=num_channels, center_crop=crop)
+        return (images + 1) / 2, labels
 
     if reference == "digits":
+        images, labels = labelled(load_image_dataset("digits", split="test"))
         return ReferenceSets(
-            reference=tensor(load_image_dataset("digits", split="test")),
+            reference=images,
             floor=tensor(load_image_dataset("digits", split="train")),
             name="digits (held-out test split; floor: train split)",
+            reference_labels=labels,
         )
     if isinstance(reference, dict):
         spec = {k: reference.get(k) for k in DATA_KEYS}
@@ -313,21 +322,28 @@ def load_reference_sets(
         if held_out is not None:
             train = open_image_source(split="train", **spec)
             pool = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:FLOOR_POOL_SIZE]
+            images, labels = labelled(held_out, crop)
             return ReferenceSets(
-                reference=tensor(held_out, crop),
+                reference=images,
                 floor=tensor(train.select(pool.sort().values.numpy()), crop),
                 name=f"{label} (held-out part, {len(held_out)} images; floor: train part)",
+                reference_labels=labels,
             )
-        images = tensor(open_image_source(split="all", **spec), crop)
+        images, labels = labelled(open_image_source(split="all", **spec), crop)
         name = f"{label} (two random halves: the data has no held-out part)"
     else:
-        images = tensor(load_image_dataset(train_data_dir=reference))
+        images, labels = labelled(load_image_dataset(train_data_dir=reference))
         name = f"{reference} (two random halves)"
     if len(images) < 4:
         raise NotEnoughSamplesError(f"the reference {name} holds {len(images)} images; at least 4 are needed")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     half = len(images) // 2
-    return ReferenceSets(images[order[:half]], images[order[half:]], name=name)
+    return ReferenceSets(
+        images[order[:half]],
+        images[order[half:]],
+        name=name,
+        reference_labels=labels[order[:half]] if labels is not None else None,
+    )
 
 
 class MetricScorer:
@@ -365,14 +381,17 @@ class MetricScorer:
             self._floors[count] = floor
         return self._floors[count]
 
-    def score(self, images: torch.Tensor) -> dict:
-        """Metrics of ``images`` (``(N, C, H, W)`` in [0, 1]) with bookkeeping and ``real_data_floor``."""
+    def score(self, images: torch.Tensor, class_labels: torch.Tensor | None = None) -> dict:
+        """Metrics of ``images`` (``(N, C, H, W)`` in [0, 1]) with bookkeeping and ``real_data_floor``; with the
+        ``class_labels`` `(N,)` a class-conditional model was asked for, also `conditional_scores`."""
         if images.ndim != 4 or len(images) == 0:
             raise NotEnoughSamplesError(
                 f"expected generated images of shape (N, C, H, W) with N > 0, got {tuple(images.shape)}"
             )
         fake_features, fake_logits = extract_features(self.extractor, images.clamp(0, 1))
         metrics = compute_metrics(self.reference_features, fake_features, fake_logits, seed=self.seed)
+        if class_labels is not None:
+            metrics.update(self.conditional_scores(fake_features, fake_logits, class_labels))
         metrics.update(
             num_images=len(images),
             num_reference_images=len(self.sets.reference),
@@ -382,6 +401,46 @@ class MetricScorer:
             real_data_floor=self.floor(len(images)),
         )
         return metrics
+
+    def conditional_scores(
+        self, fake_features: torch.Tensor, fake_logits: torch.Tensor | None, class_labels: torch.Tensor
+    ) -> dict:
+        """How well a class-conditional model follows its labels.
+
+        Args:
+            fake_features (`torch.Tensor` of shape `(N, D)`), fake_logits (`torch.Tensor` of shape `(N, K)` or
+                None): the generated images' features and class logits (`extract_features`).
+            class_labels (`torch.Tensor` of shape `(N,)`): the class each image was generated for.
+
+        Returns:
+            ``class_accuracy``: the share of images that the features' classifier assigns to the requested class
+            (only when the classifier's K classes cover the labels: digits, MNIST, CIFAR-10; labels are assumed to
+            use the classifier's class order, as the shipped data sets do); ``per_class_fid``: ``{class: FID}``
+            against the reference images of that class, for classes with at least `minimum_samples` ("fid", D)
+            images on both sides, and ``mean_per_class_fid``; ``num_classes_scored``.
+        """
+        class_labels = torch.as_tensor(class_labels).long().cpu()
+        scores: dict = {}
+        if fake_logits is not None and fake_logits.shape[1] > int(class_labels.max()):
+            predicted = fake_logits.argmax(dim=1).cpu()
+            scores["class_accuracy"] = float((predicted == class_labels).double().mean())
+            scores["per_class_accuracy"] = {
+                str(c): float((predicted[class_labels == c] == c).double().mean())
+                for c in sorted(set(class_labels.tolist()))
+            }
+        reference_labels = self.sets.reference_labels
+        if reference_labels is not None:
+            need = minimum_samples("fid", int(fake_features.shape[1]))
+            per_class = {}
+            for c in sorted(set(class_labels.tolist())):
+                real, fake = self.reference_features[reference_labels == c], fake_features[class_labels == c]
+                if len(real) >= need and len(fake) >= need:
+                    per_class[str(c)] = frechet_distance(real, fake)
+            if per_class:
+                scores["per_class_fid"] = per_class
+                scores["mean_per_class_fid"] = sum(per_class.values()) / len(per_class)
+        scores["num_classes_scored"] = len(set(class_labels.tolist()))
+        return scores
 
 
 def evaluate_images(
@@ -425,7 +484,7 @@ def format_metrics_table(metrics: dict) -> str:
     rows.append(f"| images | {metrics.get('num_images')} | {floor.get('num_images')} |")
     for key in (
         "negative_elbo_nats", "nll_nats", "bits_per_dim", "png_bits_per_dim", "png_tiled_bits_per_dim",
-        "images_per_second", "nfe",
+        "class_accuracy", "mean_per_class_fid", "guidance_scale", "images_per_second", "nfe",
     ):  # fmt: skip
         if key in metrics:
             rows.append(f"| {key} | {_fmt(metrics[key])} | |")

@@ -72,6 +72,63 @@ def library_versions() -> str:
     return "\n".join(lines)
 
 
+CONDITIONING = {
+    "ddpm": "The denoiser `UNet2DModel` has `num_class_embeds = C + 1` class embeddings added to its timestep "
+    'embedding; the last one means "no label" and was trained by replacing {dropout:.0%} of the labels '
+    "(`--conditioning_dropout_prob`), so that sampling can use classifier-free guidance (Ho & Salimans 2022): "
+    "eps = eps_uncond + w (eps_cond - eps_uncond), w = `guidance_scale` (1: no guidance; larger: closer to the class, "
+    "less diverse). The folder holds an hfgen `ClassConditionalDiffusionPipeline`, which takes every diffusers "
+    "scheduler.",
+    "ncsn": "The score network `UNet2DModel` has `num_class_embeds = C + 1` class embeddings; the last one means "
+    '"no label" and was trained by replacing {dropout:.0%} of the labels, so that annealed Langevin dynamics can '
+    "follow the guided score s_uncond + w (s_cond - s_uncond), w = `guidance_scale`.",
+    "vae": "A conditional VAE (Sohn et al. 2015): the one-hot label enters the encoder, q(z|x, y), and the decoder, "
+    "p(x|z, y); the prior stays N(0, I), so a class and a z ~ N(0, I) make an image.",
+    "gan": "The generator takes a learned embedding of the label next to z; the critic is a projection critic "
+    "(Miyato & Koyama 2018), D(x, y) = psi(phi(x)) + <embed(y), phi(x)>, chosen over an auxiliary classifier "
+    "(Odena et al. 2017) because its score stays one number per image (WGAN-GP's gradient penalty stays per sample) "
+    "and it does not reward the generator for the easiest-to-classify images.",
+}
+
+
+def conditional_section(family: str, repo_id: str, id2label: dict, label_source: str | None, dropout: float) -> str:
+    """The "Class-conditional" section of a ``--class_conditional`` model's card: how it is conditioned, its
+    classes and how to ask for one (Python and command line).
+
+    Args:
+        family (`str`): ``"ddpm"``, ``"ncsn"``, ``"vae"`` or ``"gan"``.
+        repo_id (`str`): the Hub id (or folder) to load from.
+        id2label (`dict`): class index -> name.
+        label_source (`str`, *optional*): where the labels came from.
+        dropout (`float`): ``--conditioning_dropout_prob`` (diffusion only).
+    """
+    classes = ", ".join(f"`{i}` ({name})" if name != str(i) else f"`{i}`" for i, name in sorted(id2label.items()))
+    example = sorted(id2label)[min(3, len(id2label) - 1)]
+    guided = family in ("ddpm", "ncsn")
+    call = f"class_labels=[{example}] * 8" + (", guidance_scale=2.0" if guided else "")
+    flags = f"--class_labels {example} --num_images 8" + (" --guidance_scale 2" if guided else "")
+    source = f" `{label_source}`" if label_source else ""
+    named = f" ({id2label[example]})" if id2label[example] != str(example) else ""
+    return "\n".join(
+        [
+            "## Class-conditional",
+            "",
+            f"This model is **class-conditional**: trained on the labels{source}, {len(id2label)} classes: {classes} "
+            "(stored as `id2label` in `model_index.json`). " + CONDITIONING[family].format(dropout=dropout),
+            "",
+            "```python",
+            "import hfgen",
+            "",
+            f'pipeline = hfgen.load_pipeline("{repo_id}")',
+            f"images = pipeline({call}).images  # eight images of class {example}{named}",
+            "```",
+            "",
+            f"or `hfgen sample {repo_id} {flags}`; without `class_labels` every class comes in turn.",
+            "",
+        ]
+    )
+
+
 def render_model_card(template_name: str, card_data: dict, **template_kwargs):
     """Render template ``template_name`` into a `huggingface_hub.ModelCard` with YAML metadata ``card_data``.
 
@@ -117,4 +174,11 @@ def write_model_card(
     return path
 
 
-__all__ = ["library_versions", "model_card_template", "render_model_card", "training_command", "write_model_card"]
+__all__ = [
+    "conditional_section",
+    "library_versions",
+    "model_card_template",
+    "render_model_card",
+    "training_command",
+    "write_model_card",
+]

@@ -19,13 +19,16 @@ class SamplingResult:
         scheduler_name (`str`): the scheduler class used (or the pipeline class for non-diffusion models).
         num_inference_steps (`int`): sampling steps (1 for one-shot generators).
         network_evaluations (`int`): denoiser forward passes per image (Heun and other second-order solvers
-            make two per step).
+            make two per step; classifier-free guidance doubles the count).
+        class_labels (`torch.Tensor` of shape `(num_images,)`, *optional*): the class each image was generated for
+            (class-conditional models), None otherwise.
     """
 
     images: torch.Tensor
     scheduler_name: str
     num_inference_steps: int
     network_evaluations: int
+    class_labels: torch.Tensor | None = None
 
 
 def _image_shape(pipeline) -> tuple[int, int] | None:
@@ -236,4 +239,4 @@ def sample_images(
     if num_inference_steps is None:  # a pipeline with its own sampler: its steps, or one shot
         timesteps = getattr(components.get("scheduler"), "timesteps", None)
         num_inference_steps = len(timesteps) if timesteps is not None else 1
-    return SamplingResult(images, name, num_inference_steps, per_image if network is not None else 1)
+    return SamplingResult(images, name, num_inference_steps, per_image if network is not None else 1, labels)

@@ -604,7 +604,7 @@ class _Trainer:
             self.output_dir,
             self.objective.model_card_template,
             self._model_card_variables(step, seconds, grid),
-            tags=self.objective.tags,
+            tags=(*self.objective.tags, "class-conditional") if self.num_classes else self.objective.tags,
             pipeline_tag=self.objective.pipeline_tag,
             datasets=datasets,
         )
@@ -654,7 +654,16 @@ class _Trainer:
             num_processes=context.num_processes,
             label_source=context.label_source,
             held_out_size=held_out_size,
+            class_conditional=bool(context.num_classes),
+            conditional_section=None,
         )
+        if context.num_classes:
+            from hfgen.output_folder.model_card import conditional_section
+
+            family = "gan" if self.objective.ema_model == "generator" else self.objective.name
+            variables["conditional_section"] = conditional_section(
+                family, repo_id, context.id2label, context.label_source, args.conditioning_dropout_prob
+            )
         return variables
 
     # -------------------------------------------------------------------- loop
