@@ -54,14 +54,26 @@ def write_training_args(output_dir: str, values: dict) -> str:
     return write_json_atomic(os.path.join(output_dir, TRAINING_ARGS), clean)
 
 
+def read_json_object(path: str) -> dict:
+    """The JSON object in the file ``path`` (a config, ``training_args.json``, ``metrics.json``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not valid JSON, or not a JSON object (the reason in the message).
+    """
+    with open(path) as handle:
+        values = json.load(handle)
+    if not isinstance(values, dict):
+        raise ValueError(f"not a JSON object but {type(values).__name__}")
+    return values
+
+
 def read_training_args(output_dir: str) -> dict | None:
     """``OUTPUT_DIR/training_args.json`` as a dict, or None when it is missing or unreadable."""
     try:
-        with open(os.path.join(output_dir, TRAINING_ARGS)) as handle:
-            values = json.load(handle)
+        return read_json_object(os.path.join(output_dir, TRAINING_ARGS))
     except (OSError, ValueError):
         return None
-    return values if isinstance(values, dict) else None
 
 
 def looks_like_local_path(path_or_repo_id: str) -> bool:
@@ -114,6 +126,7 @@ __all__ = [
     "drop_secrets",
     "list_checkpoints",
     "looks_like_local_path",
+    "read_json_object",
     "read_training_args",
     "write_json_atomic",
     "write_training_args",

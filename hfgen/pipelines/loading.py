@@ -6,7 +6,7 @@ import json
 import os
 
 from hfgen.errors import CheckpointError
-from hfgen.output_folder.layout import MODEL_INDEX, looks_like_local_path
+from hfgen.output_folder.layout import MODEL_INDEX, looks_like_local_path, read_json_object
 
 
 def _local_folder(path_or_repo_id: str) -> str:
@@ -41,15 +41,12 @@ def _check_component_configs(folder: str, index: dict) -> None:
             if not os.path.isfile(path):
                 continue
             try:
-                with open(path) as handle:
-                    config = json.load(handle)
+                read_json_object(path)
             except (OSError, ValueError) as err:
                 raise CheckpointError(
                     f"{path} is corrupt ({err}); restore it or retrain (a checkpoint in checkpoints/ can be "
                     "resumed with --resume_from_checkpoint latest)"
                 ) from None
-            if not isinstance(config, dict):
-                raise CheckpointError(f"{path} is corrupt (not a JSON object); restore it or retrain")
 
 
 def load_pipeline(path_or_repo_id: str, **kwargs):

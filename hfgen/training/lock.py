@@ -16,8 +16,6 @@ import sys
 from hfgen.errors import ConfigurationError, FolderInUseError
 from hfgen.output_folder.layout import LOCK
 
-LOCK_NAME = LOCK  # the name lives in hfgen.output_folder.layout
-
 
 def _running(pid: int) -> bool:
     try:
@@ -38,7 +36,7 @@ class OutputFolderLock:
 
     def __init__(self, folder: str):
         self.folder = os.fspath(folder)
-        self.path = os.path.join(self.folder, LOCK_NAME)
+        self.path = os.path.join(self.folder, LOCK)
         self.held = False
         self.created_folder = False
 
@@ -107,4 +105,4 @@ class OutputFolderLock:
         return False
 
 
-__all__ = ["LOCK_NAME", "OutputFolderLock"]
+__all__ = ["OutputFolderLock"]

@@ -86,19 +86,14 @@ def estimate_step_bytes(
     return peak + 4 * parameters
 
 
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` of ``/proc/meminfo``, None where unknown."""
-    from hfgen.pipelines.sampling import available_memory_bytes as available
-
-    return available()
-
-
 def check_step_memory(objective, models: dict, context) -> int | None:
     """Refuse a run whose single training step cannot fit in the available memory.
 
     Raises:
         ConfigurationError: naming the estimate, the available memory and the flags to lower.
     """
+    from hfgen.pipelines.sampling import available_memory_bytes
+
     args, num_channels, resolution = context.training_args, context.num_channels, context.resolution
     needed = estimate_step_bytes(objective, models, args.train_batch_size, num_channels, resolution, context)
     available = available_memory_bytes()

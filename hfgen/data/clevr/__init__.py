@@ -20,84 +20,11 @@ The package: `vocabulary` (CLEVR's names and the scene geometry), `loading` (the
 (specs, answers, text, parsing), `scenes` (placement, relationships, rendering), `synthetic` (the generator).
 """
 
-from hfgen.data.clevr.loading import (
-    load_clevr,
-    question_type_from_program,
-    split_clevr_by_image,
-)
-from hfgen.data.clevr.questions import (
-    FAMILIES,
-    answer_question,
-    describe,
-    parse_question,
-    question_text,
-    select_objects,
-)
-from hfgen.data.clevr.scenes import (
-    draw_scenes,
-    make_scene,
-    relationships_of,
-    render_scene,
-)
-from hfgen.data.clevr.synthetic import (
-    make_clevr_dataset,
-)
-from hfgen.data.clevr.vocabulary import (
-    ATTRIBUTES,
-    BORDER,
-    CLEVR_ANSWERS,
-    CLEVR_COLORS,
-    CLEVR_DOWNLOAD_URL,
-    CLEVR_FOLDER,
-    CLEVR_MATERIALS,
-    CLEVR_SHAPES,
-    CLEVR_SIZES,
-    GENERATOR_NAME,
-    IMAGE_SIZE,
-    OBJECT_GAP,
-    OBJECT_PIXELS,
-    OPPOSITE_RELATION,
-    PROGRAM_QUESTION_TYPES,
-    QUESTION_TYPES,
-    RELATION_MARGIN,
-    RELATION_WORDS,
-    RELATIONS,
-    SUPERSAMPLING,
-)
+from hfgen.data.clevr import loading, questions, scenes, synthetic, vocabulary
+from hfgen.data.clevr.loading import *  # noqa: F403 (each submodule's __all__ is the package's)
+from hfgen.data.clevr.questions import *  # noqa: F403
+from hfgen.data.clevr.scenes import *  # noqa: F403
+from hfgen.data.clevr.synthetic import *  # noqa: F403
+from hfgen.data.clevr.vocabulary import *  # noqa: F403
 
-__all__ = [
-    "ATTRIBUTES",
-    "BORDER",
-    "CLEVR_ANSWERS",
-    "CLEVR_COLORS",
-    "CLEVR_DOWNLOAD_URL",
-    "CLEVR_FOLDER",
-    "CLEVR_MATERIALS",
-    "CLEVR_SHAPES",
-    "CLEVR_SIZES",
-    "FAMILIES",
-    "GENERATOR_NAME",
-    "IMAGE_SIZE",
-    "OBJECT_GAP",
-    "OBJECT_PIXELS",
-    "OPPOSITE_RELATION",
-    "PROGRAM_QUESTION_TYPES",
-    "QUESTION_TYPES",
-    "RELATIONS",
-    "RELATION_MARGIN",
-    "RELATION_WORDS",
-    "SUPERSAMPLING",
-    "answer_question",
-    "describe",
-    "draw_scenes",
-    "load_clevr",
-    "make_clevr_dataset",
-    "make_scene",
-    "parse_question",
-    "question_text",
-    "question_type_from_program",
-    "relationships_of",
-    "render_scene",
-    "select_objects",
-    "split_clevr_by_image",
-]
+__all__ = sorted({*loading.__all__, *questions.__all__, *scenes.__all__, *synthetic.__all__, *vocabulary.__all__})

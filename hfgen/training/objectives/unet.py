@@ -3,11 +3,11 @@ objectives (no private cross-imports)."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
 from hfgen.errors import ConfigurationError
+from hfgen.output_folder.layout import read_json_object
 
 
 @dataclass
@@ -67,13 +67,12 @@ def read_unet_config(path: str) -> dict:
         raise ValueError(f"{flag} does not exist")
     file = os.path.join(path, "config.json") if os.path.isdir(path) else path
     try:
-        with open(file) as handle:
-            config = json.load(handle)
+        config = read_json_object(file)
     except (OSError, ValueError) as err:
         raise ValueError(
             f"{flag}: {file} is not a readable JSON config ({err}); pass a UNet2DModel config.json"
         ) from None
-    if not isinstance(config, dict) or "block_out_channels" not in config:
+    if "block_out_channels" not in config:
         raise ValueError(f"{flag}: {file} is not a UNet2DModel config (no block_out_channels); pass a UNet2DModel "
                          "config.json")  # fmt: skip
     return {k: v for k, v in config.items() if not k.startswith("_")}
