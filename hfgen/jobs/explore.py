@@ -342,6 +342,11 @@ def explore(
             f"{output_dir} holds a {type(pipeline).__name__}; `hfgen explore` draws latent spaces of autoencoder and "
             "VAE folders (hfgen train autoencoder|vae)"
         )
+    if pipeline.num_classes:
+        raise HfgenError(
+            f"{output_dir} holds a class-conditional VAE, whose codes mean nothing without their labels; `hfgen "
+            "explore` draws unconditional latent spaces (sample it by class with `hfgen sample --class_labels`)"
+        )
     pipeline.set_progress_bar_config(disable=True)
     if figures_dir is None:
         if not os.path.isdir(output_dir):
