@@ -21,6 +21,17 @@ def save_figure(fig, path: str) -> str:
     return path
 
 
+def pyplot():
+    """`matplotlib.pyplot` with the non-interactive ``Agg`` backend: every hfgen figure is written to a PNG file, so
+    nothing needs a display (the one place hfgen sets matplotlib up)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def make_image_grid(images, nrow: int | None = None, padding: int = 1, scale: int | None = None) -> Image.Image:
     """Tile images into one PIL image.
 
@@ -83,10 +94,7 @@ def plot_loss_curves(
 
     Returns ``path``. Series with no points are skipped; an empty history still writes an (empty) figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -138,10 +146,7 @@ def plot_image_rows(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     grid = make_image_grid(images, nrow=ncols, padding=1, scale=1)
     array = np.asarray(grid)
@@ -186,10 +191,7 @@ def plot_gan_training_curves(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [
         ("losses", [k for k in ("discriminator_loss", "critic_loss", "generator_loss") if history.get(k)], None),
@@ -280,10 +282,7 @@ def plot_guidance_sweep(rows: list[dict], path: str, title: str = "Classifier-fr
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = sorted(rows, key=lambda row: row["guidance_scale"])
     w = [row["guidance_scale"] for row in rows]

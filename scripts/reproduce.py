@@ -233,10 +233,9 @@ def final_samples(folder: str, count: int = 16) -> torch.Tensor:
 def mnist_dcgan(data_dir: str, out: str) -> tuple[str, list[str]]:
     """DCGAN on MNIST without and with the stabilising tricks (one-sided label smoothing 0.1, instance noise 0.1
     annealed to 0): classes covered and class entropy over training, the discriminator's accuracy, FID."""
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.plotting import plot_image_rows, save_figure
@@ -331,10 +330,9 @@ def rank_correlation(first: list[float], second: list[float]) -> float:
 @recipe("mnist-wgan")
 def mnist_wgan(data_dir: str, out: str) -> tuple[str, list[str]]:
     """WGAN (weight clipping) and WGAN-GP on MNIST: the critic's Wasserstein estimate beside FID over training."""
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.plotting import plot_image_rows, save_figure

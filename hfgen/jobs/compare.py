@@ -357,10 +357,9 @@ def trilemma_scores(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
 
 def plot_trilemma(rows: list[dict], path: str, title: str) -> str:
     """One triangle per family and sampler: quality, coverage and speed, normalised by `trilemma_scores`."""
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     scores = trilemma_scores(rows)

@@ -147,10 +147,9 @@ def comparison_markdown(rows: list[dict], floor: dict) -> str:
 
 
 def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: str) -> None:
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     num_images = rows[0]["num_images"]
     with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:

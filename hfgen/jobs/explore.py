@@ -119,10 +119,9 @@ def _projection(codes: np.ndarray):
 
 def plot_latent_map(pipeline, images: torch.Tensor, labels: torch.Tensor | None, path: str) -> str:
     """Scatter of the codes of ``images`` (posterior means for a VAE) coloured by ``labels``. Returns ``path``."""
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from hfgen.plotting import save_figure
 

@@ -152,10 +152,9 @@ def ood_markdown(rows: list[dict]) -> str:
 
 def plot_ood_histograms(scores: dict[str, dict[str, torch.Tensor]], path: str) -> str:
     """Histograms of each set's bits/dim and complexity-corrected score, one panel per score. Returns ``path``."""
-    import matplotlib
+    from hfgen.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from hfgen.plotting import save_figure
 
