@@ -177,7 +177,7 @@ def _sample(argv: list[str]) -> None:
     result = sample_images(
         pipeline,
         num_images=args.num_images,
-        scheduler=args.scheduler,
+        scheduler_name=args.scheduler,
         num_inference_steps=args.num_inference_steps,
         batch_size=args.batch_size,
         generator=torch.Generator().manual_seed(args.seed),
@@ -261,7 +261,7 @@ def _evaluate(argv: list[str]) -> None:
             args.output_dir,
             args.guidance_scales,
             num_images=args.num_images,
-            scheduler=args.scheduler,
+            scheduler_name=args.scheduler,
             num_inference_steps=args.num_inference_steps,
             reference=args.reference,
             features=args.features,
@@ -275,7 +275,7 @@ def _evaluate(argv: list[str]) -> None:
     metrics = evaluate_pipeline(
         args.output_dir,
         num_images=args.num_images,
-        scheduler=args.scheduler,
+        scheduler_name=args.scheduler,
         num_inference_steps=args.num_inference_steps,
         reference=args.reference,
         features=args.features,

@@ -878,7 +878,7 @@ def class_rows(folder: str, title: str, path: str, per_class: int = 8, guidance_
     pipeline = hfgen.load_pipeline(folder)
     names = pipeline.id2label
     labels = torch.arange(len(names)).repeat_interleave(per_class)
-    kwargs = {"scheduler": "ddim", "num_inference_steps": 50} if hasattr(pipeline, "unet") else {}
+    kwargs = {"scheduler_name": "ddim", "num_inference_steps": 50} if hasattr(pipeline, "unet") else {}
     images = sample_images(
         pipeline, len(labels), generator=torch.Generator().manual_seed(0), class_labels=labels,
         guidance_scale=guidance_scale, show_progress=False, **kwargs,
@@ -905,7 +905,7 @@ def run_conditional(out: str, label: str, data_flags: dict) -> tuple[str, list[s
     gan_flags = {"max_train_steps": steps(budget["gan_steps"])} if "gan_steps" in budget else {}
     gan_flags = {"max_train_steps": 2} if SMOKE else gan_flags
     vae_flags = {"max_train_steps": 2} if SMOKE else {}
-    sampler = {"scheduler": "ddim", "num_inference_steps": 10 if SMOKE else 50}
+    sampler = {"scheduler_name": "ddim", "num_inference_steps": 10 if SMOKE else 50}
     runs = [
         ("vae", "conditional VAE (Sohn et al. 2015)", {"latent_dim": 16, **vae_flags}),
         ("dcgan", "conditional DCGAN + projection discriminator", gan_flags),

@@ -115,7 +115,11 @@ def test_every_short_scheduler_name_builds_and_samples(stock_pipeline, name):
     for key, value in SCHEDULERS[name][1].items():
         assert scheduler.config[key] == value
     result = sample_images(
-        stock_pipeline, num_images=2, scheduler=name, num_inference_steps=3, generator=torch.Generator().manual_seed(0)
+        stock_pipeline,
+        num_images=2,
+        scheduler_name=name,
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
     )
     assert result.images.shape == (2, 1, 8, 8)
     assert torch.isfinite(result.images).all()
@@ -129,7 +133,7 @@ def test_sample_images_heun_counts_two_evaluations_per_step_but_the_last(stock_p
         result = sample_images(
             stock_pipeline,
             num_images=5,
-            scheduler="heun",
+            scheduler_name="heun",
             num_inference_steps=3,
             batch_size=2,
             generator=torch.Generator().manual_seed(0),
@@ -153,7 +157,7 @@ def test_sample_images_ddim_counts_one_evaluation_per_step(stock_pipeline):
         result = sample_images(
             stock_pipeline,
             num_images=7,
-            scheduler="ddim",
+            scheduler_name="ddim",
             num_inference_steps=4,
             batch_size=3,
             generator=torch.Generator().manual_seed(0),

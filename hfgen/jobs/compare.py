@@ -277,15 +277,16 @@ def _measure_family(name: str, folder: str, record: dict, num_images: int, featu
         configs = [("ddpm", trained, f"ddpm-{trained}"), ("ddim", 50, "ddim-50")]
         configs += [(sampler, steps, f"{sampler}-{steps}") for sampler, steps in FAST_SAMPLERS]
     rows, shown = [], []
-    for scheduler, steps, label in configs:
-        metrics = evaluate_pipeline(folder, num_images=num_images, scheduler=scheduler, num_inference_steps=steps,
-                                    features=features, batch_size=SPEED_BATCH, seed=seed)  # fmt: skip
+    for scheduler_name, steps, label in configs:
+        metrics = evaluate_pipeline(folder, num_images=num_images, scheduler_name=scheduler_name,
+                                    num_inference_steps=steps, features=features, batch_size=SPEED_BATCH,
+                                    seed=seed)  # fmt: skip
         if label == "default":
             label = DEFAULT_SAMPLERS.get(name, "default")
             if metrics["nfe"] > 1:
                 label += f", {metrics['nfe']} steps"
         rows.append(_row(name, label, metrics, record, params))
-        sample, _ = sample_timed(pipeline, SHOWN_PER_MODEL, scheduler, steps, SHOWN_PER_MODEL, seed)
+        sample, _ = sample_timed(pipeline, SHOWN_PER_MODEL, scheduler_name, steps, SHOWN_PER_MODEL, seed)
         shown.append(sample.images[:SHOWN_PER_MODEL].cpu())
     if name == "ddpm":  # keep DDPM-1000, DDIM-50 and the best of the fast samplers
         fast = rows[2:]

@@ -37,7 +37,14 @@ def make_scorer(output_dir: str, reference, features: str, images: torch.Tensor,
 
 
 def sample_timed(
-    pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs=None, guidance_scale=None
+    pipeline,
+    num_images,
+    scheduler_name,
+    num_inference_steps,
+    batch_size,
+    seed,
+    pipeline_kwargs=None,
+    guidance_scale=None,
 ):
     """`hfgen.pipelines.sampling.sample_images` (a conditional model: every class in turn) and its wall time in
     seconds: ``(SamplingResult, seconds)``."""
@@ -47,7 +54,7 @@ def sample_timed(
     result = sample_images(
         pipeline,
         num_images=num_images,
-        scheduler=scheduler,
+        scheduler_name=scheduler_name,
         num_inference_steps=num_inference_steps,
         batch_size=batch_size,
         generator=torch.Generator().manual_seed(seed),
@@ -60,7 +67,7 @@ def sample_timed(
 def evaluate_pipeline(
     output_dir: str,
     num_images: int = 1000,
-    scheduler: str | None = None,
+    scheduler_name: str | None = None,
     num_inference_steps: int | None = None,
     reference: str = "auto",
     features: str = "auto",
@@ -75,7 +82,7 @@ def evaluate_pipeline(
     Args:
         output_dir (`str`): a trained hfgen folder (or Hub repo id; results are then not written).
         num_images (`int`): images to generate (FID with 64-d digits features needs at least 65).
-        scheduler (`str`, *optional*), num_inference_steps (`int`, *optional*): diffusion sampler (see
+        scheduler_name (`str`, *optional*), num_inference_steps (`int`, *optional*): diffusion sampler (see
             `hfgen sample`); default: as trained.
         reference (`str`): ``"auto"`` (the held-out part of the training data, see `make_scorer`), ``"digits"`` or a
             path of real images (cut in two halves). features (`str`): ``"auto"`` (see
@@ -107,7 +114,7 @@ def evaluate_pipeline(
         raise HfgenError(f"--num_images must be positive, got {num_images}")
     pipeline = load_pipeline(output_dir)
     result, seconds = sample_timed(
-        pipeline, num_images, scheduler, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale
+        pipeline, num_images, scheduler_name, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale
     )
     scorer = make_scorer(output_dir, reference, features, result.images, seed)
     metrics = scorer.score(result.images, class_labels=result.class_labels)

@@ -58,7 +58,7 @@ def guidance_sweep(
     output_dir: str,
     guidance_scales: list[float],
     num_images: int = 1000,
-    scheduler: str | None = None,
+    scheduler_name: str | None = None,
     num_inference_steps: int | None = None,
     reference: str = "auto",
     features: str = "auto",
@@ -71,7 +71,7 @@ def guidance_sweep(
     Args:
         output_dir (`str`): a trained ``--class_conditional`` DDPM or NCSN folder (written into).
         guidance_scales (`list[float]`): the w values, each >= 0 (0: unconditional, 1: conditional, > 1: guided).
-        num_images, scheduler, num_inference_steps, reference, features, batch_size, seed, pipeline_kwargs: as in
+        num_images, scheduler_name, num_inference_steps, reference, features, batch_size, seed, pipeline_kwargs: as in
             `hfgen.jobs.evaluate.evaluate_pipeline`, the same for every w.
 
     Returns:
@@ -99,7 +99,7 @@ def guidance_sweep(
         metrics = evaluate_pipeline(
             output_dir,
             num_images=num_images,
-            scheduler=scheduler,
+            scheduler_name=scheduler_name,
             num_inference_steps=num_inference_steps,
             reference=reference,
             features=features,

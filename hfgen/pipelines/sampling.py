@@ -106,7 +106,7 @@ def _resolve_labels(pipeline, num_images: int, class_labels, guidance_scale) -> 
 def sample_images(
     pipeline,
     num_images: int,
-    scheduler: str | None = None,
+    scheduler_name: str | None = None,
     num_inference_steps: int | None = None,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
@@ -117,7 +117,7 @@ def sample_images(
 ) -> SamplingResult:
     """Draw ``num_images`` samples from ``pipeline`` in batches of ``batch_size``.
 
-    For diffusion pipelines (with ``unet`` and ``scheduler``) the scheduler can be swapped by name (see
+    For diffusion pipelines (with ``unet`` and ``scheduler``) the scheduler can be swapped by ``scheduler_name`` (see
     `hfgen.pipelines.scheduling.SCHEDULERS`); sampling runs through `UnconditionalDiffusionPipeline`, which matches
     the stock `DDPMPipeline` for DDPM/DDIM and adds the input scaling sigma-based schedulers need. The default number
     of steps is the training ``num_train_timesteps`` for DDPM and 50 for every other scheduler.
@@ -151,7 +151,9 @@ def sample_images(
     swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
     labels = _resolve_labels(pipeline, num_images, class_labels, guidance_scale)
     if "unet" in components and swappable:
-        sched = pipeline.scheduler if scheduler is None else make_scheduler(scheduler, pipeline.scheduler.config)
+        sched = (
+            pipeline.scheduler if scheduler_name is None else make_scheduler(scheduler_name, pipeline.scheduler.config)
+        )
         if labels is not None:
             from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
 
@@ -173,7 +175,7 @@ def sample_images(
                 f"{type(pipeline).__name__} samples in one network evaluation, so --num_inference_steps "
                 f"{num_inference_steps} would be reported but not done; drop --num_inference_steps"
             )
-        if scheduler is not None or (own_scheduler and num_inference_steps is not None):
+        if scheduler_name is not None or (own_scheduler and num_inference_steps is not None):
             raise HfgenError(
                 f"{type(pipeline).__name__} has no diffusers scheduler to swap; drop --scheduler"
                 + (

@@ -48,7 +48,7 @@ def main():
         out = sample_images(
             pipeline,
             args.num_images,
-            scheduler=name,
+            scheduler_name=name,
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(0),
         )

@@ -207,7 +207,7 @@ class Objective:
         return sample_images(
             pipeline,
             num_images,
-            scheduler=scheduler_name,
+            scheduler_name=scheduler_name,
             num_inference_steps=steps,
             batch_size=num_images,
             generator=generator,
