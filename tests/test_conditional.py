@@ -287,3 +287,18 @@ def test_evaluate_and_the_guidance_sweep_of_a_conditional_ddpm(conditional_dirs,
 def test_explore_refuses_a_conditional_vae_in_one_line(conditional_dirs, capsys, tmp_path):
     code, _, err = run_cli(capsys, "explore", conditional_dirs["vae"], "--figures_dir", tmp_path / "figures")
     assert "holds a class-conditional VAE" in error_line(code, err)
+
+
+def test_guided_ddim_samples_without_x0_clipping_and_other_schedulers_are_kept():
+    """diffusers' DDIM clips x0 but keeps the unclipped eps; guided sampling therefore drops the clipping."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    from hfgen.pipelines.pipeline_class_conditional import guided_scheduler
+
+    ddim = DDIMScheduler(num_train_timesteps=50, clip_sample=True)
+    guided = guided_scheduler(ddim, 3.0)
+    assert type(guided) is DDIMScheduler and not guided.config.clip_sample and not guided.config.thresholding
+    assert guided.config.num_train_timesteps == 50 and ddim.config.clip_sample  # a copy: the original is unchanged
+    assert guided_scheduler(ddim, 1.0) is ddim and guided_scheduler(ddim, 0.0) is ddim  # one network pass: as trained
+    for other in (DDPMScheduler(clip_sample=True), DPMSolverMultistepScheduler()):
+        assert guided_scheduler(other, 3.0) is other
