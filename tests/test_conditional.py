@@ -17,7 +17,7 @@ from hfgen.errors import HfgenError
 from hfgen.pipelines.conditioning import classifier_free_guidance, resolve_class_labels
 from hfgen.training.objectives.base import drop_labels
 
-TINY_UNET = {"resolution": 8, "block_out_channels": [8, 16], "attention_levels": [], "norm_num_groups": 4}
+TINY_UNET = {"resolution": 8, "block_out_channels": [8, 16], "attention_levels": ["none"], "norm_num_groups": 4}
 COMMON = {"train_batch_size": 16, "num_sample_images": 4, "logger": "none", "save_images_steps": 10_000,
           "checkpointing_steps": 10_000, "seed": 0}  # fmt: skip
 FAMILIES = {
