@@ -51,6 +51,7 @@ __all__ = [
     "AnnealedLangevinScheduler",
     "AutoencoderModel",
     "AutoencoderPipeline",
+    "ClassConditionalDiffusionPipeline",
     "CheckpointError",
     "DCGANDiscriminator",
     "DCGANGenerator",

@@ -74,12 +74,10 @@ def estimate_step_bytes(
         for update in probe.updates(context if context is not None else probe.context):
             saved.clear()
             with _meta_scalars(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-                labels = None
+                extra = {}
                 if context is not None and context.num_classes:
-                    labels = torch.zeros(batch_size, dtype=torch.long, device="meta")
-                probe.compute_loss(
-                    meta, images, torch.Generator().manual_seed(0), phase=update.name, class_labels=labels
-                )
+                    extra["class_labels"] = torch.zeros(batch_size, dtype=torch.long, device="meta")
+                probe.compute_loss(meta, images, torch.Generator().manual_seed(0), phase=update.name, **extra)
             peak = max(peak, sum(saved.values()))
     except Exception:  # a loss that needs real values on meta: no estimate
         return None

@@ -859,13 +859,10 @@ class _Trainer:
                         for m in models.values():
                             stack.enter_context(accelerator.no_sync(m))
                     with accelerator.autocast():
+                        labels = self._labels_at(index)  # only a conditional run passes class_labels
+                        extra = {} if labels is None else {"class_labels": labels}
                         loss, logs = self.objective.compute_loss(
-                            models,
-                            images,
-                            generator,
-                            phase=update.name,
-                            step=global_step,
-                            class_labels=self._labels_at(index),
+                            models, images, generator, phase=update.name, step=global_step, **extra
                         )
                     accelerator.backward(loss / accumulation)
                 update_loss += loss.detach().float() / accumulation

@@ -151,7 +151,8 @@ class Objective:
             phase (`str`): the `Update.name` being computed.
             step (`int`): optimiser steps done before this one (for schedules inside the loss, e.g. instance noise).
             class_labels (`torch.Tensor` of shape `(batch_size,)`, *optional*): the images' classes in
-                [0, ``context.num_classes``) in a ``--class_conditional`` run, None otherwise.
+                [0, ``context.num_classes``); the loop passes it only in a ``--class_conditional`` run, so an
+                objective without conditioning may leave it out of its signature.
         """
         raise NotImplementedError
 
