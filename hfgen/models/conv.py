@@ -76,6 +76,30 @@ class ConvDecoder(nn.Module):
         return self.features(hidden)
 
 
+def check_class_labels(
+    class_labels, num_classes: int | None, batch_size: int, who: str, device=None
+) -> torch.Tensor | None:
+    """The class labels of a batch as a long tensor `(batch_size,)` on ``device`` for a model with ``num_classes``
+    classes (the VAE's and the GANs' ``num_classes`` config), None for an unconditional model (``num_classes`` None).
+
+    Raises:
+        ValueError: labels missing for a conditional model, given to an unconditional one, of the wrong length or
+            outside [0, num_classes).
+    """
+    if not num_classes:
+        if class_labels is not None:
+            raise ValueError(f"this {who} is unconditional; drop class_labels (train with --class_conditional)")
+        return None
+    if class_labels is None:
+        raise ValueError(f"this {who} is class-conditional; pass class_labels (ints in [0, {num_classes}))")
+    class_labels = torch.as_tensor(class_labels, device=device).long().flatten()
+    if len(class_labels) != batch_size:
+        raise ValueError(f"got {len(class_labels)} class labels for {batch_size} inputs")
+    if len(class_labels) and (class_labels.min() < 0 or class_labels.max() >= num_classes):
+        raise ValueError(f"class labels must be in [0, {num_classes}), got {class_labels.tolist()}")
+    return class_labels
+
+
 def check_images(sample: torch.Tensor, in_channels: int, sample_size: int, who: str) -> None:
     """Raise `hfgen.errors.ImageShapeError` unless ``sample`` is `(B, in_channels, sample_size, sample_size)`."""
     from hfgen.errors import ImageShapeError

@@ -17,7 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.models.conv import check_images
+from hfgen.models.conv import check_class_labels, check_images
 from hfgen.models.resolution import gan_layout
 
 
@@ -183,16 +183,6 @@ def _embed_labels(model: nn.Module, class_labels: torch.Tensor | None, batch_siz
             outside [0, C).
     """
     num_classes = model.config.num_classes
-    name = type(model).__name__
-    if not num_classes:
-        if class_labels is not None:
-            raise ValueError(f"this {name} is unconditional; drop class_labels (train with --class_conditional)")
-        return None
-    if class_labels is None:
-        raise ValueError(f"this {name} is class-conditional; pass class_labels (ints in [0, {num_classes}))")
-    class_labels = torch.as_tensor(class_labels, device=model.class_embedding.weight.device).long().flatten()
-    if len(class_labels) != batch_size:
-        raise ValueError(f"got {len(class_labels)} class labels for {batch_size} inputs")
-    if class_labels.min() < 0 or class_labels.max() >= num_classes:
-        raise ValueError(f"class labels must be in [0, {num_classes}), got {class_labels.tolist()}")
-    return model.class_embedding(class_labels)
+    device = model.class_embedding.weight.device if num_classes else None
+    class_labels = check_class_labels(class_labels, num_classes, batch_size, type(model).__name__, device)
+    return None if class_labels is None else model.class_embedding(class_labels)

@@ -16,7 +16,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution as _D
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from hfgen.models.conv import ConvDecoder, ConvEncoder, check_images
+from hfgen.models.conv import ConvDecoder, ConvEncoder, check_class_labels, check_images
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -135,18 +135,8 @@ class VAEModel(ModelMixin, ConfigMixin):
                 [0, C) or of the wrong length.
         """
         num_classes = self.config.num_classes
-        if num_classes is None:
-            if class_labels is not None:
-                raise ValueError("this VAE is unconditional; drop class_labels (train with --class_conditional)")
-            return None
-        if class_labels is None:
-            raise ValueError(f"this VAE is class-conditional; pass class_labels (ints in [0, {num_classes}))")
-        class_labels = torch.as_tensor(class_labels, device=self.device).long().flatten()
-        if class_labels.shape[0] != batch_size:
-            raise ValueError(f"got {class_labels.shape[0]} class labels for {batch_size} images")
-        if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
-            raise ValueError(f"class labels must be in [0, {num_classes}), got {class_labels.tolist()}")
-        return F.one_hot(class_labels, num_classes).to(self.dtype)
+        class_labels = check_class_labels(class_labels, num_classes, batch_size, "VAE", self.device)
+        return None if class_labels is None else F.one_hot(class_labels, num_classes).to(self.dtype)
 
     def encode(self, sample: torch.Tensor, class_labels: torch.Tensor | None = None) -> DiagonalGaussianDistribution:
         """q(z|x) (conditional: q(z|x, y)) of images `(B, C, H, W)` in [-1, 1].

@@ -20,6 +20,13 @@ def normalize_id2label(id2label: dict | None, num_classes: int) -> dict[int, str
     return {int(k): str(v) for k, v in id2label.items()}
 
 
+def labels_batch_size(class_labels, batch_size: int) -> int:
+    """The number of images a pipeline call makes: ``batch_size``, or the number of labels when several are given
+    one per image and ``batch_size`` was left at its default of 1 (``pipeline(class_labels=[0, 1])`` makes 2)."""
+    several = isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1
+    return len(class_labels) if several and batch_size == 1 else batch_size
+
+
 def resolve_class_labels(
     class_labels: int | str | Sequence[int | str] | torch.Tensor | None,
     batch_size: int,
@@ -115,4 +122,10 @@ def check_guidance_scale(guidance_scale: float, conditional: bool) -> None:
         raise ValueError("guidance_scale needs a class-conditional model (trained with --class_conditional); drop it")
 
 
-__all__ = ["check_guidance_scale", "classifier_free_guidance", "normalize_id2label", "resolve_class_labels"]
+__all__ = [
+    "check_guidance_scale",
+    "classifier_free_guidance",
+    "labels_batch_size",
+    "normalize_id2label",
+    "resolve_class_labels",
+]

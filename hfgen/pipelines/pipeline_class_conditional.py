@@ -13,6 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.pipelines.conditioning import (
     check_guidance_scale,
     classifier_free_guidance,
+    labels_batch_size,
     normalize_id2label,
     resolve_class_labels,
 )
@@ -103,8 +104,7 @@ class ClassConditionalDiffusionPipeline(DiffusionPipeline):
             ValueError: a label outside the classes, an unknown class name, a wrong number of labels or a negative
                 ``guidance_scale``.
         """
-        if isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1 and batch_size == 1:
-            batch_size = len(class_labels)
+        batch_size = labels_batch_size(class_labels, batch_size)
         check_guidance_scale(guidance_scale, conditional=True)
         labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.config.id2label)
         labels = labels.to(self._execution_device)

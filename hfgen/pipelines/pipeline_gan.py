@@ -7,6 +7,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator
+from hfgen.pipelines.conditioning import labels_batch_size, normalize_id2label, resolve_class_labels
 from hfgen.pipelines.utils import postprocess_images, slerp
 
 
@@ -31,8 +32,6 @@ class GANPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(generator=generator, critic=critic)
         if self.num_classes:
-            from hfgen.pipelines.conditioning import normalize_id2label
-
             self.register_to_config(id2label=normalize_id2label(id2label, self.num_classes))
 
     @property
@@ -45,8 +44,6 @@ class GANPipeline(DiffusionPipeline):
         """Class index -> name of a class-conditional model, None otherwise."""
         if not self.num_classes:
             return None
-        from hfgen.pipelines.conditioning import normalize_id2label
-
         return normalize_id2label(getattr(self.config, "id2label", None), self.num_classes)
 
     @property
@@ -89,8 +86,8 @@ class GANPipeline(DiffusionPipeline):
         Raises:
             ValueError: for ``batch_size < 1``, latents of the wrong shape, or class labels that are not the model's.
         """
-        if latents is None and isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1:
-            batch_size = len(class_labels) if batch_size == 1 else batch_size
+        if latents is None:
+            batch_size = labels_batch_size(class_labels, batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if latents is None:
@@ -102,8 +99,6 @@ class GANPipeline(DiffusionPipeline):
             latents = self._latents(latents, batch_size)
         extra = {}
         if self.num_classes:
-            from hfgen.pipelines.conditioning import resolve_class_labels
-
             labels = resolve_class_labels(class_labels, len(latents), self.num_classes, self.config.id2label)
             extra["class_labels"] = labels.to(self._execution_device)
         elif class_labels is not None:

@@ -11,6 +11,7 @@ from diffusers.utils import BaseOutput
 from hfgen.pipelines.conditioning import (
     check_guidance_scale,
     classifier_free_guidance,
+    labels_batch_size,
     normalize_id2label,
     resolve_class_labels,
 )
@@ -107,8 +108,7 @@ class AnnealedLangevinPipeline(DiffusionPipeline):
             ValueError: for ``batch_size < 1``, ``steps_per_level < 1``, ``epsilon <= 0``, an unknown
                 ``init_distribution``, or class labels that are not the model's (or given to an unconditional one).
         """
-        if isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1 and batch_size == 1:
-            batch_size = len(class_labels)
+        batch_size = labels_batch_size(class_labels, batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         check_guidance_scale(guidance_scale, conditional=bool(self.num_classes))

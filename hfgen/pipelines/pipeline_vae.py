@@ -9,6 +9,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.models.vae import VAEModel
+from hfgen.pipelines.conditioning import labels_batch_size, normalize_id2label, resolve_class_labels
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
 
 
@@ -29,8 +30,6 @@ class VAEPipeline(AutoencoderPipeline):
         super(AutoencoderPipeline, self).__init__()
         self.register_modules(vae=vae)
         if vae.config.get("num_classes"):
-            from hfgen.pipelines.conditioning import normalize_id2label
-
             self.register_to_config(id2label=normalize_id2label(id2label, vae.config.num_classes))
 
     @torch.no_grad()
@@ -59,8 +58,7 @@ class VAEPipeline(AutoencoderPipeline):
         Returns:
             `ImagePipelineOutput` (or a tuple when ``return_dict=False``).
         """
-        if isinstance(class_labels, (list, tuple, torch.Tensor)) and len(class_labels) > 1 and batch_size == 1:
-            batch_size = len(class_labels)
+        batch_size = labels_batch_size(class_labels, batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not math.isfinite(temperature) or temperature < 0:
@@ -70,8 +68,6 @@ class VAEPipeline(AutoencoderPipeline):
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.vae.dtype)
             latents = latents * temperature
         if self.num_classes and class_labels is None:
-            from hfgen.pipelines.conditioning import resolve_class_labels
-
             class_labels = resolve_class_labels(None, len(latents), self.num_classes)
         return self.decode(latents, output_type=output_type, return_dict=return_dict, class_labels=class_labels)
 
