@@ -252,39 +252,26 @@ def _evaluate(argv: list[str]) -> None:
     )
     _pipeline_kwargs_argument(parser)
     args = parser.parse_args(argv)
+    options = {  # the same sampling and scoring for one evaluation and for each w of a sweep
+        "num_images": args.num_images,
+        "scheduler_name": args.scheduler,
+        "num_inference_steps": args.num_inference_steps,
+        "reference": args.reference,
+        "features": args.features,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "pipeline_kwargs": args.pipeline_kwargs,
+    }
     if args.guidance_scales is not None:
         from hfgen.jobs.guidance_sweep import format_sweep_table, guidance_sweep
 
         if args.guidance_scale is not None:
             raise CommandLineError("pass --guidance_scale or --guidance_scales, not both")
-        rows = guidance_sweep(
-            args.output_dir,
-            args.guidance_scales,
-            num_images=args.num_images,
-            scheduler_name=args.scheduler,
-            num_inference_steps=args.num_inference_steps,
-            reference=args.reference,
-            features=args.features,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            pipeline_kwargs=args.pipeline_kwargs,
-        )
+        rows = guidance_sweep(args.output_dir, args.guidance_scales, **options)
         print(format_sweep_table(rows))
         print(f"wrote guidance_sweep.md, .json and .png into {args.output_dir}")
         return
-    metrics = evaluate_pipeline(
-        args.output_dir,
-        num_images=args.num_images,
-        scheduler_name=args.scheduler,
-        num_inference_steps=args.num_inference_steps,
-        reference=args.reference,
-        features=args.features,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        pipeline_kwargs=args.pipeline_kwargs,
-        guidance_scale=args.guidance_scale,
-        write=False,
-    )
+    metrics = evaluate_pipeline(args.output_dir, guidance_scale=args.guidance_scale, write=False, **options)
     print(
         f"{metrics['scheduler']}, {metrics['num_inference_steps']} steps, {metrics['num_images']} images, "
         f"{metrics['features']} features, reference: {metrics['reference']}"
