@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.errors import UnsupportedOperationError
-from hfgen.models.autoencoder import AutoencoderModel
-from hfgen.pipelines.utils import postprocess_images, preprocess_images, slerp
+from hfgen.pipelines.utils import PortablePipelineMixin, postprocess_images, preprocess_images, slerp
 
 INTERPOLATIONS = ("slerp", "linear")
 
 
-class AutoencoderPipeline(DiffusionPipeline):
+class AutoencoderPipeline(PortablePipelineMixin, DiffusionPipeline):
     """Explore a trained autoencoder: reconstruct, encode, decode, interpolate ("morph"), traverse latent
     dimensions and add attribute vectors. An autoencoder has no prior, so calling the pipeline to sample raises
     `UnsupportedOperationError` (train a VAE to sample).
@@ -29,7 +29,7 @@ class AutoencoderPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "autoencoder"
     _model_attribute = "autoencoder"
 
-    def __init__(self, autoencoder: AutoencoderModel):
+    def __init__(self, autoencoder: ModelMixin):
         super().__init__()
         self.register_modules(autoencoder=autoencoder)
 

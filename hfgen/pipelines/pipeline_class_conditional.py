@@ -17,7 +17,7 @@ from hfgen.pipelines.conditioning import (
     normalize_id2label,
     resolve_class_labels,
 )
-from hfgen.pipelines.utils import postprocess_images
+from hfgen.pipelines.utils import PortablePipelineMixin, postprocess_images
 
 
 def guided_scheduler(scheduler: SchedulerMixin, guidance_scale: float) -> SchedulerMixin:
@@ -39,7 +39,7 @@ def guided_scheduler(scheduler: SchedulerMixin, guidance_scale: float) -> Schedu
     return DDIMScheduler.from_config(config, clip_sample=False, thresholding=False)
 
 
-class ClassConditionalDiffusionPipeline(DiffusionPipeline):
+class ClassConditionalDiffusionPipeline(PortablePipelineMixin, DiffusionPipeline):
     """Generate images of chosen classes with a class-conditional `UNet2DModel` (``num_class_embeds = C + 1``; index
     C is "no label", trained by label dropout) and any diffusers scheduler.
 

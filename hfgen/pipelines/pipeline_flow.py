@@ -6,13 +6,13 @@ import math
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.models.realnvp import RealNVPModel
-from hfgen.pipelines.utils import postprocess_images, preprocess_images
+from hfgen.pipelines.utils import PortablePipelineMixin, postprocess_images, preprocess_images
 
 
-class FlowPipeline(DiffusionPipeline):
+class FlowPipeline(PortablePipelineMixin, DiffusionPipeline):
     """Generate images with a normalizing flow: z ~ N(0, temperature² I), image = flow⁻¹(z).
 
     Parameters:
@@ -21,7 +21,7 @@ class FlowPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "flow"
 
-    def __init__(self, flow: RealNVPModel):
+    def __init__(self, flow: ModelMixin):
         super().__init__()
         self.register_modules(flow=flow)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator
 from hfgen.pipelines.conditioning import labels_batch_size, normalize_id2label, resolve_class_labels
-from hfgen.pipelines.utils import postprocess_images, slerp
+from hfgen.pipelines.utils import PortablePipelineMixin, postprocess_images, slerp
 
 
-class GANPipeline(DiffusionPipeline):
+class GANPipeline(PortablePipelineMixin, DiffusionPipeline):
     """Generate images with a GAN generator: z ~ N(0, I), image = G(z).
 
     The critic/discriminator is saved next to the generator for reuse (e.g. to continue training or to score
@@ -26,9 +26,7 @@ class GANPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "generator"
     _optional_components = ["critic"]
 
-    def __init__(
-        self, generator: DCGANGenerator, critic: DCGANDiscriminator | None = None, id2label: dict | None = None
-    ):
+    def __init__(self, generator: ModelMixin, critic: ModelMixin | None = None, id2label: dict | None = None):
         super().__init__()
         self.register_modules(generator=generator, critic=critic)
         if self.num_classes:

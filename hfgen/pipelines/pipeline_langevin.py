@@ -15,7 +15,7 @@ from hfgen.pipelines.conditioning import (
     normalize_id2label,
     resolve_class_labels,
 )
-from hfgen.pipelines.utils import postprocess_images
+from hfgen.pipelines.utils import PortablePipelineMixin, postprocess_images
 from hfgen.schedulers.scheduling_annealed_langevin import AnnealedLangevinScheduler
 
 
@@ -37,7 +37,7 @@ class AnnealedLangevinPipelineOutput(BaseOutput):
     sigmas: list[float] | None = None
 
 
-class AnnealedLangevinPipeline(DiffusionPipeline):
+class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) with a noise-conditional score network.
 
     Parameters:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.models.vae import VAEModel
 from hfgen.pipelines.conditioning import labels_batch_size, normalize_id2label, resolve_class_labels
 from hfgen.pipelines.pipeline_autoencoder import AutoencoderPipeline
 
@@ -26,7 +26,7 @@ class VAEPipeline(AutoencoderPipeline):
     model_cpu_offload_seq = "vae"
     _model_attribute = "vae"
 
-    def __init__(self, vae: VAEModel, id2label: dict | None = None):
+    def __init__(self, vae: ModelMixin, id2label: dict | None = None):
         super(AutoencoderPipeline, self).__init__()
         self.register_modules(vae=vae)
         if vae.config.get("num_classes"):

@@ -11,6 +11,48 @@ from hfgen.errors import ImageShapeError
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+class PortablePipelineMixin:
+    """Put first in the bases of every hfgen pipeline: ``save_pretrained`` also writes the pipeline's and the
+    components' source into the folder (`hfgen.pipelines.portable.write_portable_code`), so that stock
+    ``diffusers.DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` loads it without hfgen."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved folder (or Hub repo) of this pipeline class with hfgen's own classes (`hfgen.load_pipeline`),
+        never the source written into the folder; components passed by name replace the saved ones. Without hfgen
+        (a portable copy), diffusers' ``from_pretrained``.
+
+        Raises:
+            hfgen.errors.CheckpointError: the folder is missing or corrupt, or holds another pipeline class.
+        """
+        try:
+            from hfgen.errors import CheckpointError
+            from hfgen.pipelines.loading import load_pipeline
+        except ImportError:  # a portable copy loaded without hfgen
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        kwargs.pop("trust_remote_code", None)  # hfgen never runs the folder's source
+        pipeline = load_pipeline(str(pretrained_model_name_or_path), **kwargs)
+        if not isinstance(pipeline, cls):
+            raise CheckpointError(
+                f"{pretrained_model_name_or_path} holds a {type(pipeline).__name__}, not a {cls.__name__}; load it "
+                "with hfgen.load_pipeline or that class"
+            )
+        return pipeline
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' ``save_pretrained`` (same arguments), then the portable source; returns None.
+
+        Raises:
+            OSError: when the folder cannot be written.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            from hfgen.pipelines.portable import write_portable_code
+        except ImportError:  # a portable copy loaded without hfgen: diffusers wrote the weights and the index
+            return
+        write_portable_code(str(save_directory), self)
+
+
 def postprocess_images(images: torch.Tensor, output_type: str = "pil"):
     """Images `(B, C, H, W)` in [-1, 1] -> what diffusers pipelines return for ``output_type``.
 
@@ -43,14 +85,14 @@ def preprocess_images(images, sample_size: int, in_channels: int, device=None, d
     Raises:
         ImageShapeError: for a tensor of the wrong shape or channels, or an empty list.
     """
-    from hfgen.data.images import preprocess_image
-
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (list, tuple)):
         if not images:
             raise ImageShapeError("no images given; pass at least one image")
         if all(isinstance(im, Image.Image) for im in images):
+            from hfgen.data.images import preprocess_image  # PIL input only: a portable folder samples without it
+
             images = torch.from_numpy(np.stack([preprocess_image(im, sample_size, in_channels) for im in images]))
         else:
             images = torch.stack([torch.as_tensor(im) for im in images])
