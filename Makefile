@@ -1,5 +1,6 @@
 # Every target that needs Python builds .venv first: torch 2.13.0 (CPU) before anything else, then hfgen with its
-# dev extras, pinned by constraints.txt. `make demo` and `make test` are each the only command a newcomer types.
+# dev and demo extras (gradio, playwright), pinned by constraints.txt. `make demo` and `make test` are each the only
+# command a newcomer types. The browser test also wants Debian's chromium (apt install chromium); it skips without.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)

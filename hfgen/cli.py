@@ -33,6 +33,8 @@ commands:
   ood OUTPUT_DIR --out SET   out-of-distribution detection with a flow's likelihood (AUROC of 3 scores)
   explore OUTPUT_DIR         latent-space figures of an autoencoder or VAE (reconstructions, latent map,
                              manifold, traversal, morphing, attribute vector) into OUTPUT_DIR/figures/
+  demo OUTPUT_DIR [...]      a local Gradio app, one tab per folder (pip install 'hfgen[demo]')
+  space OUTPUT_DIR --to DIR  a Space-ready folder (app.py, requirements.txt, README, model) for the demo
   vqa make-dataset|finetune|evaluate
                              PaliGemma CLEVR VQA: offline CLEVR-format data, LoRA fine-tuning, ROUGE evaluation
 """
@@ -434,6 +436,17 @@ def _ood(argv: list[str]) -> None:
     print(f"wrote ood.md, ood.json and ood_histograms.png into {folder}")
 
 
+def _lazy(module: str, name: str):
+    """A command whose parser lives in ``module`` (imported only when the command runs)."""
+
+    def command(argv: list[str]) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), name)(argv)
+
+    return command
+
+
 def _vqa(argv: list[str]) -> None:
     from hfgen.vqa.cli import main as vqa_main
 
@@ -460,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
         "compare": _compare,
         "explore": _explore,
         "ood": _ood,
+        "demo": _lazy("hfgen.demo.cli", "demo_main"),
+        "space": _lazy("hfgen.demo.cli", "space_main"),
         "vqa": _vqa,
     }
     if not argv or argv[0] in ("-h", "--help"):

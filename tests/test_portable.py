@@ -12,20 +12,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from tiny_pipelines import tiny_pipelines
 
 from hfgen import load_pipeline
-from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel
-from hfgen.pipelines import (
-    AnnealedLangevinPipeline,
-    AutoencoderPipeline,
-    ClassConditionalDiffusionPipeline,
-    FlowPipeline,
-    GANPipeline,
-    VAEPipeline,
-)
+from hfgen.models import VAEModel
+from hfgen.pipelines import GANPipeline, VAEPipeline
 from hfgen.pipelines.portable import bundle_source
-from hfgen.schedulers import AnnealedLangevinScheduler
 
 # name -> (keyword arguments of the call, whether it samples)
 CALLS = {
@@ -37,42 +29,6 @@ CALLS = {
     "ncsn": {"batch_size": 2},
     "cddpm": {"batch_size": 2, "class_labels": [1, 0], "num_inference_steps": 3, "guidance_scale": 2.0},
 }
-
-
-def _unet(**kwargs) -> UNet2DModel:
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        **kwargs,
-    )
-
-
-def _pipelines() -> dict:
-    torch.manual_seed(0)
-    names = {0: "a", 1: "b", 2: "c"}
-    return {
-        "vae": VAEPipeline(VAEModel(sample_size=8, latent_dim=2, block_out_channels=(8, 16))),
-        "cvae": VAEPipeline(VAEModel(sample_size=8, latent_dim=2, block_out_channels=(8, 16), num_classes=3), names),
-        "gan": GANPipeline(
-            DCGANGenerator(sample_size=8, latent_dim=4, base_channels=8),
-            DCGANDiscriminator(sample_size=8, base_channels=8),
-        ),
-        "cgan": GANPipeline(
-            DCGANGenerator(sample_size=8, latent_dim=4, base_channels=8, num_classes=3),
-            DCGANDiscriminator(sample_size=8, base_channels=8, num_classes=3),
-            names,
-        ),
-        "flow": FlowPipeline(RealNVPModel(sample_size=8, hidden_channels=8, num_blocks=1)),
-        "ncsn": AnnealedLangevinPipeline(_unet(), AnnealedLangevinScheduler(num_noise_levels=3, steps_per_level=2)),
-        "cddpm": ClassConditionalDiffusionPipeline(_unet(num_class_embeds=4), DDIMScheduler(num_train_timesteps=20)),
-        "autoencoder": AutoencoderPipeline(AutoencoderModel(sample_size=8, latent_dim=2, block_out_channels=(8, 16))),
-    }
 
 
 # Runs in a fresh interpreter in which `import hfgen` fails: only torch, diffusers and the folders' own source.
@@ -96,7 +52,7 @@ print("autoencoder", type(pipe).__name__, tuple(codes.shape))
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("portable")
-    pipelines = _pipelines()
+    pipelines = tiny_pipelines()
     for name, pipeline in pipelines.items():
         pipeline.save_pretrained(root / name)
     return root, pipelines

@@ -47,7 +47,11 @@ def load_held_out_images(
     """
     from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
 
-    config = pipeline.model.config
+    config = next(  # the network's image size and channels (``vae``/``autoencoder``, ``flow``, ``unet``, ...)
+        c.config
+        for c in pipeline.components.values()
+        if hasattr(getattr(c, "config", None), "get") and c.config.get("sample_size") and c.config.get("in_channels")
+    )
     if isinstance(dataset, dict):
         spec = dict(dataset)
         center_crop = spec.pop("center_crop", True)

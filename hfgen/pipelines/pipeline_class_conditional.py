@@ -74,6 +74,8 @@ class ClassConditionalDiffusionPipeline(PortablePipelineMixin, DiffusionPipeline
         """Class index -> name."""
         return normalize_id2label(self.config.id2label, self.num_classes)
 
+    _callback_tensor_inputs = ["latents"]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -84,6 +86,7 @@ class ClassConditionalDiffusionPipeline(PortablePipelineMixin, DiffusionPipeline
         num_inference_steps: int = 1000,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
     ):
         """Sample ``batch_size`` images of the classes ``class_labels``.
 
@@ -96,6 +99,9 @@ class ClassConditionalDiffusionPipeline(PortablePipelineMixin, DiffusionPipeline
             generator: the only source of randomness.
             num_inference_steps (`int`): scheduler steps.
             output_type (`str`): ``"pil"``, ``"np"`` (`(B, H, W, C)` in [0, 1]) or ``"pt"`` (`(B, C, H, W)` in [0, 1]).
+            callback_on_step_end (callable, *optional*): diffusers' ``callback_on_step_end(pipeline, step_index,
+                timestep, callback_kwargs)`` after each step with ``{"latents": x_t}``; the returned ``"latents"``
+                replace x_t.
 
         Returns:
             `ImagePipelineOutput` (or a tuple ``(images,)`` when ``return_dict=False``).
@@ -122,13 +128,15 @@ class ClassConditionalDiffusionPipeline(PortablePipelineMixin, DiffusionPipeline
         def predict(sample, timestep, class_labels):
             return self.unet(sample, timestep, class_labels=class_labels).sample
 
-        for t in self.progress_bar(scheduler.timesteps):
+        for index, t in enumerate(self.progress_bar(scheduler.timesteps)):
             model_input = scheduler.scale_model_input(image, t)
             timestep = torch.as_tensor(t, device=image.device)
             model_output = classifier_free_guidance(
                 predict, model_input, timestep, labels, self.num_classes, guidance_scale
             )
             image = scheduler.step(model_output, t, image, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                image = callback_on_step_end(self, index, t, {"latents": image}).get("latents", image)
         images = postprocess_images(image, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 

@@ -69,6 +69,8 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
             return None
         return normalize_id2label(getattr(self.config, "id2label", None), self.num_classes)
 
+    _callback_tensor_inputs = ["latents"]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -83,6 +85,7 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
         return_intermediates: bool = False,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
     ):
         """Draw ``batch_size`` samples: L noise levels × ``steps_per_level`` Langevin steps (+ one denoising step).
 
@@ -99,6 +102,9 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
             init_distribution (`str`, *optional*): ``"uniform"`` on [-1, 1] (NCSN) or ``"gaussian"`` N(0, σ_max²);
                 default the scheduler's.
             return_intermediates (`bool`): also return the samples at the end of each noise level.
+            callback_on_step_end (callable, *optional*): diffusers' ``callback_on_step_end(pipeline, step_index,
+                timestep, callback_kwargs)`` after each Langevin step with ``{"latents": x}``; the returned
+                ``"latents"`` replace x.
             output_type (`str`): ``"pil"``, ``"np"`` or ``"pt"``.
 
         Returns:
@@ -147,6 +153,8 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
                     guidance_scale,
                 )
             sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                sample = callback_on_step_end(self, index, t, {"latents": sample}).get("latents", sample)
             if return_intermediates and index < num_langevin_steps and (index + 1) % scheduler.steps_per_level == 0:
                 intermediates.append(postprocess_images(sample, "pt").cpu())
         images = postprocess_images(sample, output_type)

@@ -84,6 +84,8 @@ class UnconditionalDiffusionPipeline(DDPMPipeline):
         scheduler (`SchedulerMixin`): any diffusers noise scheduler.
     """
 
+    _callback_tensor_inputs = ["latents"]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -92,8 +94,14 @@ class UnconditionalDiffusionPipeline(DDPMPipeline):
         num_inference_steps: int = 1000,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
     ):
         """Sample ``batch_size`` images.
+
+        Args:
+            callback_on_step_end (callable, *optional*): diffusers' ``callback_on_step_end(pipeline, step_index,
+                timestep, callback_kwargs)`` after each step, with ``callback_kwargs = {"latents": x_t}`` (`(B, C, H,
+                W)`, in the model's [-1, 1] scale); it returns the dict, whose ``"latents"`` replace x_t.
 
         Returns:
             `ImagePipelineOutput` whose ``images`` are PIL images, a `(B, H, W, C)` float array in [0, 1]
@@ -108,10 +116,12 @@ class UnconditionalDiffusionPipeline(DDPMPipeline):
         step_kwargs = {}
         if "generator" in inspect.signature(self.scheduler.step).parameters:
             step_kwargs["generator"] = generator
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for index, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(image, t)
             model_output = self.unet(model_input, t).sample
             image = self.scheduler.step(model_output, t, image, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                image = callback_on_step_end(self, index, t, {"latents": image}).get("latents", image)
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).numpy()

@@ -72,6 +72,31 @@ def generate_answers(model, processor, dataset, batch_size: int = 8, max_new_tok
     return answers
 
 
+def attach_adapter(model, processor, adapter: str):
+    """``model`` with the LoRA adapter of the folder ``adapter`` (`peft.PeftModel`, inference only), and the
+    processor saved with it when there is one (else ``processor``): ``(model, processor)``.
+
+    Raises:
+        CheckpointError: an adapter that does not load.
+    """
+    from peft import PeftModel
+
+    from hfgen.errors import CheckpointError
+
+    try:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except Exception as err:
+        raise CheckpointError(
+            f"could not load the LoRA adapter from {adapter} ({type(err).__name__}: {err})"
+        ) from None
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    if any(os.path.isfile(os.path.join(adapter, name)) for name in processor_files):
+        from transformers import PaliGemmaProcessor
+
+        processor = PaliGemmaProcessor.from_pretrained(adapter)
+    return model, processor
+
+
 def score_answers(predictions: list[str], references: list[str], question_types: list[str]) -> dict:
     """ROUGE-1/2/L (hfgen's `evaluate` module: the mean over questions, deterministic) and exact-match accuracy,
     overall and per question kind, on normalised answers.
@@ -217,19 +242,7 @@ def run_evaluation(
         name = "predictions_base.jsonl" if adapter else "predictions.jsonl"
         files["base"] = write_predictions(os.path.join(output_dir, name), dataset, base_answers)
     if adapter is not None:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
-        except Exception as err:
-            raise CheckpointError(
-                f"could not load the LoRA adapter from {adapter} ({type(err).__name__}: {err})"
-            ) from None
-        processor_files = ("processor_config.json", "preprocessor_config.json")
-        if any(os.path.isfile(os.path.join(adapter, name)) for name in processor_files):
-            from transformers import PaliGemmaProcessor
-
-            processor = PaliGemmaProcessor.from_pretrained(adapter)
+        model, processor = attach_adapter(model, processor, adapter)
         answers = generate_answers(model, processor, dataset, batch_size, max_new_tokens)
         models["fine-tuned"] = score_answers(answers, references, kinds)
         files["fine-tuned"] = write_predictions(os.path.join(output_dir, "predictions.jsonl"), dataset, answers)
