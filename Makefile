@@ -1,6 +1,7 @@
 # Every target that needs Python builds .venv first: torch 2.13.0 (CPU) before anything else, then hfgen with its
-# dev and demo extras (gradio, playwright), pinned by constraints.txt. `make demo` and `make test` are each the only
-# command a newcomer types. The browser test also wants Debian's chromium (apt install chromium); it skips without.
+# dev, demo and trackers extras (gradio, playwright, wandb, trackio), pinned by constraints.txt. `make demo` and
+# `make test` are each the only command a newcomer types. The browser test also wants Debian's chromium
+# (apt install chromium); it skips without.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,demo]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,demo,trackers]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -35,6 +35,8 @@ commands:
                              manifold, traversal, morphing, attribute vector) into OUTPUT_DIR/figures/
   demo OUTPUT_DIR [...]      a local Gradio app, one tab per folder (pip install 'hfgen[demo]')
   space OUTPUT_DIR --to DIR  a Space-ready folder (app.py, requirements.txt, README, model) for the demo
+  push OUTPUT_DIR --hub_model_id ID
+                             upload a trained folder (card made Hub-ready, checkpoints left out)
   vqa make-dataset|finetune|evaluate
                              PaliGemma CLEVR VQA: offline CLEVR-format data, LoRA fine-tuning, ROUGE evaluation
 """
@@ -253,7 +255,11 @@ def _evaluate(argv: list[str]) -> None:
         "(FID, precision, recall and class accuracy against w).",
     )
     _pipeline_kwargs_argument(parser)
+    parser.add_argument("--push_to_hub", action="store_true", help="Then upload the folder (see `hfgen push`).")
+    parser.add_argument("--hub_model_id", default=None, help="The repository for --push_to_hub, namespace/name.")
     args = parser.parse_args(argv)
+    if args.push_to_hub and not args.hub_model_id:
+        raise CommandLineError("--push_to_hub needs --hub_model_id namespace/name")
     options = {  # the same sampling and scoring for one evaluation and for each w of a sweep
         "num_images": args.num_images,
         "scheduler_name": args.scheduler,
@@ -281,6 +287,12 @@ def _evaluate(argv: list[str]) -> None:
     print(format_metrics_table(metrics))  # printed before anything is written: a read-only folder loses nothing
     if os.path.isdir(args.output_dir):
         print(f"wrote {save_metrics(args.output_dir, metrics)}")
+    if args.push_to_hub:
+        from hfgen.output_folder.hub import push_folder
+
+        print(
+            f"pushed to https://huggingface.co/{args.hub_model_id} ({push_folder(args.output_dir, args.hub_model_id)})"
+        )
 
 
 def _compare_samplers(argv: list[str]) -> None:
@@ -475,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
         "ood": _ood,
         "demo": _lazy("hfgen.demo.cli", "demo_main"),
         "space": _lazy("hfgen.demo.cli", "space_main"),
+        "push": _lazy("hfgen.hub_cli", "push_main"),
         "vqa": _vqa,
     }
     if not argv or argv[0] in ("-h", "--help"):

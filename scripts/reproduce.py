@@ -91,7 +91,7 @@ def train(model: str, output_dir: str, **flags):
         flags.update(max_train_samples=64)
         if flags.get("eval_steps"):
             flags.update(eval_steps=1, eval_num_images=150)  # FID with 128 mnist features needs > 128
-    return hfgen.train(model, output_dir=output_dir, overwrite_output_dir=True, logger="none", seed=0, **flags)
+    return hfgen.train(model, output_dir=output_dir, overwrite_output_dir=True, report_to="none", seed=0, **flags)
 
 
 # ----------------------------------------------------------------------------------------------------------- MNIST
@@ -743,7 +743,7 @@ def clevr_vqa(data_dir: str, out: str) -> tuple[str, list[str]]:
     start = time.perf_counter()
     finetune(
         VQAFinetuneArguments(
-            clevr_dir=split_dir, output_dir=adapter, tiny=True, max_train_steps=count, logger="none",
+            clevr_dir=split_dir, output_dir=adapter, tiny=True, max_train_steps=count, report_to="none",
             overwrite_output_dir=True, checkpointing_steps=max(count, 1),
         )
     )  # fmt: skip

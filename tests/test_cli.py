@@ -96,7 +96,7 @@ def test_training_args_hold_resolved_values(trained):
     assert args["learning_rate"] == DDPMObjective.defaults["learning_rate"]
     assert args["max_train_steps"] == 20
     assert args["train_batch_size"] == 16
-    assert args["logger"] == "none"
+    assert args["report_to"] == "none" and args["logger"] is None  # --logger is the older alias of --report_to
     assert args["dataset_name"] == "digits"
     assert "hub_token" not in args
     assert not [key for key, value in args.items() if value is None and key in ("resolution", "learning_rate")]

@@ -206,7 +206,7 @@ def _calibrated_steps(name: str, data_args, flags: dict, budget_minutes: float, 
 
     with tempfile.TemporaryDirectory(prefix=f"hfgen-calibrate-{name}-") as folder:
         kwargs = {**dataclasses.asdict(copy.deepcopy(data_args)), **flags, "output_dir": folder,
-                  "max_train_steps": CALIBRATION_STEPS, "seed": seed, "logger": "none"}  # fmt: skip
+                  "max_train_steps": CALIBRATION_STEPS, "seed": seed, "report_to": "none"}  # fmt: skip
         result = train(name, **kwargs)
     timed = sorted(result.step_seconds[2:] or result.step_seconds)
     per_step = timed[len(timed) // 2]

@@ -48,4 +48,31 @@ def push_to_hub(output_dir: str, repo_id: str, token: str | None = None, private
     return str(getattr(commit, "commit_url", commit))
 
 
-__all__ = ["UPLOAD_IGNORE_PATTERNS", "push_to_hub"]
+def push_folder(output_dir: str, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Upload an existing trained folder to ``repo_id``: the model card made Hub-ready first
+    (`hfgen.output_folder.model_card.hub_ready_card`: the Hub id instead of local paths, the sample grid in a
+    ``<Gallery />``), then `push_to_hub` (checkpoints, logs and the lock left out).
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        HfgenError: not a trained folder, an invalid repo id, or an upload the Hub refuses (the token never shown).
+    """
+    import os
+
+    from hfgen.output_folder.layout import MODEL_INDEX
+    from hfgen.output_folder.model_card import hub_ready_card
+
+    if not os.path.isdir(output_dir):
+        raise HfgenError(f"{output_dir} is not a folder; pass a trained hfgen output folder")
+    if not any(os.path.isfile(os.path.join(output_dir, name)) for name in (MODEL_INDEX, "adapter_config.json")):
+        raise HfgenError(f"{output_dir} holds no trained model (no {MODEL_INDEX}); train it first")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
+        raise HfgenError(f"--hub_model_id {repo_id!r} is not a Hub repo id; use namespace/name, e.g. you/ddpm-digits")
+    hub_ready_card(output_dir, repo_id)
+    return push_to_hub(output_dir, repo_id, token=token, private=private)
+
+
+__all__ = ["UPLOAD_IGNORE_PATTERNS", "push_folder", "push_to_hub"]

@@ -31,7 +31,7 @@ def model_card_template(name: str) -> str:
 def training_command(model_name: str, *arg_instances) -> str:
     """The `hfgen train` command that reproduces a run: every flag whose value differs from its default.
 
-    Secret fields (the Hub token) are never included.
+    Secret fields (the Hub token) are never included; ``--output_dir`` is the folder's name, not its local path.
     """
     parts = ["hfgen", "train", model_name]
     for instance in arg_instances:
@@ -41,6 +41,8 @@ def training_command(model_name: str, *arg_instances) -> str:
             if f.name in SECRET_FIELDS:
                 continue
             value = getattr(instance, f.name)
+            if f.name == "output_dir" and value:  # the folder's name, not where it lies on the training machine
+                value = os.path.basename(os.path.normpath(str(value)))
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             if value == default or value is None:
                 continue
@@ -129,6 +131,125 @@ def conditional_section(family: str, repo_id: str, id2label: dict, label_source:
     )
 
 
+HUB_ID_PLACEHOLDER = "your-username/{name}"
+LOCAL_DATASETS = ("digits",)  # hfgen's embedded data: a tag on the Hub, never a `datasets:` id
+
+PORTABLE_SNIPPET = """Without hfgen installed, stock diffusers loads the same repository with the pipeline and model
+code it carries (`{pipeline_file}.py` and one file per component, written by `save_pretrained`):
+
+```python
+from diffusers import DiffusionPipeline
+
+pipeline = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
+```
+"""
+
+
+def hub_id_placeholder(output_dir: str) -> str:
+    """The Hub id a card shows before the folder has one: ``your-username/<folder name>`` (`hfgen push` fills in the
+    real one); never a local path."""
+    return HUB_ID_PLACEHOLDER.format(name=os.path.basename(os.path.normpath(output_dir)) or "model")
+
+
+def hub_dataset_ids(datasets) -> tuple[list[str], list[str]]:
+    """Split data set names into Hub dataset ids (for ``datasets:``) and the rest (for tags): hfgen's embedded digits
+    and local paths are not Hub datasets. Returns ``(ids, tags)``."""
+    ids, tags = [], []
+    for name in datasets or ():
+        local = (
+            name in LOCAL_DATASETS or os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
+        )
+        (tags if local else ids).append(os.path.basename(os.path.normpath(name)) if local else name)
+    return ids, tags
+
+
+def portable_snippet(output_dir: str, repo_id: str) -> str | None:
+    """The "without hfgen" loading snippet for a folder whose ``model_index.json`` names hfgen's written pipeline
+    source (`hfgen.pipelines.portable`); None for a stock diffusers pipeline (its own snippet says it all)."""
+    import json
+
+    try:
+        with open(os.path.join(output_dir, "model_index.json"), encoding="utf-8") as handle:
+            class_name = json.load(handle).get("_class_name")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(class_name, list):
+        return None
+    return PORTABLE_SNIPPET.format(pipeline_file=class_name[0], repo_id=repo_id)
+
+
+def sample_widget(output_dir: str, sample_grid: str | None) -> list[dict]:
+    """The card's ``widget`` metadata (shown by the Hub's ``<Gallery />``): the final sample grid and the figures of
+    ``figures/``, each as ``{"text": caption, "output": {"url": relative path}}``."""
+    entries = []
+    if sample_grid and os.path.isfile(os.path.join(output_dir, sample_grid)):
+        entries.append({"text": "Samples at the end of training", "output": {"url": sample_grid}})
+    figures = os.path.join(output_dir, "figures")
+    if os.path.isdir(figures):
+        for name in sorted(os.listdir(figures))[:6]:
+            if name.endswith(".png"):
+                caption = os.path.splitext(name)[0].replace("_", " ")
+                entries.append({"text": caption, "output": {"url": f"figures/{name}"}})
+    return entries
+
+
+def add_gallery(content: str) -> str:
+    """``content`` with a ``<Gallery />`` line under its first heading (once)."""
+    if "<Gallery />" in content:
+        return content
+    lines = content.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("# "):
+            return "\n".join(lines[: index + 1] + ["", "<Gallery />"] + lines[index + 1 :])
+    return "<Gallery />\n\n" + content
+
+
+def hub_ready_card(output_dir: str, repo_id: str) -> str:
+    """Make ``OUTPUT_DIR/README.md`` the card of Hub repo ``repo_id``: every local path and placeholder id in it
+    becomes ``repo_id``, the latest sample grid and figures go into ``widget`` with a ``<Gallery />``, and data set
+    names that are not Hub ids move from ``datasets:`` to the tags. Written atomically.
+
+    Returns:
+        The path of the card.
+
+    Raises:
+        HfgenError: the folder has no ``README.md`` (train or finetune it with hfgen first).
+    """
+    from huggingface_hub import ModelCard
+
+    from hfgen.output_folder.layout import read_training_args
+
+    path = os.path.join(output_dir, MODEL_CARD)
+    if not os.path.isfile(path):
+        raise HfgenError(f"{output_dir} has no {MODEL_CARD}; push a folder trained with hfgen")
+    card = ModelCard.load(path)
+    text = str(card.content)
+    args = read_training_args(output_dir) or {}
+    olds = {hub_id_placeholder(output_dir), os.path.abspath(output_dir), output_dir}
+    if args.get("output_dir"):
+        olds.update({str(args["output_dir"]), os.path.abspath(str(args["output_dir"]))})
+    for old in sorted(olds - {repo_id}, key=len, reverse=True):  # longest first: a path contains its basename
+        if old == hub_id_placeholder(output_dir) or os.path.isabs(old):  # unambiguous: replaced wherever it is
+            text = text.replace(old, repo_id)
+            continue
+        for left, right in (('"', '"'), ("`", "`"), (" ", "`"), ("`", " "), ("# ", "\n")):  # a relative path
+            text = text.replace(f"{left}{old}{right}", f"{left}{repo_id}{right}")
+    samples = os.path.join(output_dir, "samples")
+    grids = sorted(name for name in os.listdir(samples) if name.endswith(".png")) if os.path.isdir(samples) else []
+    widget = sample_widget(output_dir, f"samples/{grids[-1]}" if grids else None)
+    card.content = add_gallery(text) if widget else text  # the YAML is parsed again from the content here
+    if widget:
+        card.data.widget = widget
+    ids, tags = hub_dataset_ids(card.data.datasets)
+    card.data.datasets = ids or None
+    card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *tags]))
+    card.data.model_name = repo_id
+    tmp = path + ".tmp"
+    card.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def render_model_card(template_name: str, card_data: dict, **template_kwargs):
     """Render template ``template_name`` into a `huggingface_hub.ModelCard` with YAML metadata ``card_data``.
 
@@ -159,23 +280,40 @@ def write_model_card(
         template_name (`str`): a file in ``model_cards/`` (e.g. ``"ddpm.md"``).
         variables (`dict`): the template's variables (secret fields are dropped).
         tags (`list[str]`): Hub tags besides ``hfgen``. pipeline_tag (`str`): the Hub pipeline tag.
-        datasets (`list[str]`, *optional*): Hub dataset ids for the YAML metadata.
+        datasets (`list[str]`, *optional*): data set names; Hub ids go to ``datasets:``, the embedded digits and
+            local paths become tags (`hub_dataset_ids`). A ``widget`` with the sample grid and ``<Gallery />`` are
+            added when ``variables["sample_grid"]`` exists.
 
     Returns:
         The path of the written ``README.md``.
     """
-    card_data = {"library_name": "diffusers", "license": "apache-2.0", "tags": ["hfgen", *tags],
+    ids, data_tags = hub_dataset_ids(datasets)
+    card_data = {"library_name": "diffusers", "license": "apache-2.0", "tags": ["hfgen", *tags, *data_tags],
                  "pipeline_tag": pipeline_tag}  # fmt: skip
-    if datasets:
-        card_data["datasets"] = list(datasets)
+    if ids:
+        card_data["datasets"] = ids
+    variables = dict(variables)
+    repo_id = variables.get("repo_id") or hub_id_placeholder(output_dir)
+    variables.setdefault("portable_snippet", portable_snippet(output_dir, repo_id))
+    widget = sample_widget(output_dir, variables.get("sample_grid"))
+    if widget:
+        card_data["widget"] = widget
     card = render_model_card(template_name, card_data, **drop_secrets(variables))
+    if widget:
+        card.content = add_gallery(str(card.content))
     path = os.path.join(output_dir, MODEL_CARD)
     card.save(path)
     return path
 
 
 __all__ = [
+    "add_gallery",
     "conditional_section",
+    "hub_dataset_ids",
+    "hub_id_placeholder",
+    "hub_ready_card",
+    "portable_snippet",
+    "sample_widget",
     "library_versions",
     "model_card_template",
     "render_model_card",

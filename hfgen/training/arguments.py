@@ -24,7 +24,6 @@ LR_SCHEDULERS = (
     "piecewise_constant",
 )
 MIXED_PRECISION = ("no", "fp16", "bf16")
-LOGGERS = ("tensorboard", "none")
 # above this many bytes of uint8 pixels the training images are decoded per batch instead of held in memory
 LAZY_LOADING_THRESHOLD_GB = 4.0
 
@@ -217,7 +216,15 @@ class TrainingArguments:
         default=False,
         metadata={"help": "With --eval_steps: keep the pipeline with the lowest FID in OUTPUT_DIR/best."},
     )
-    logger: str = field(default="tensorboard", metadata={"help": "'tensorboard' (into OUTPUT_DIR/logs) or 'none'."})
+    report_to: str = field(
+        default="tensorboard",
+        metadata={
+            "help": "Experiment tracker: 'tensorboard' (OUTPUT_DIR/logs), 'wandb' (OUTPUT_DIR/logs/wandb; offline "
+            "with WANDB_MODE=offline), 'trackio', 'all' (every one installed) or 'none'. Scalars, sample grids and "
+            "the FID and loss curves as images."
+        },
+    )
+    logger: str | None = field(default=None, metadata={"help": "Alias of --report_to (older name)."})
     logging_steps: int = field(default=10, metadata={"help": "Log scalars to the tracker every N steps."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the trained folder to the Hub at the end."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository, e.g. user/ddpm-digits."})
@@ -240,8 +247,14 @@ class TrainingArguments:
             )
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}")
-        if self.logger not in LOGGERS:
-            raise ValueError(f"--logger must be one of {', '.join(LOGGERS)}, got {self.logger!r}")
+        if self.logger is not None:  # the older name of --report_to
+            if self.report_to not in ("tensorboard", self.logger):
+                raise ValueError(f"--logger is an alias of --report_to; pass one of them, not {self.logger} and "
+                                 f"{self.report_to}")  # fmt: skip
+            self.report_to, self.logger = self.logger, None
+        from hfgen.training.trackers import check_report_to
+
+        check_report_to(self.report_to)
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
             raise ValueError("--checkpoints_total_limit must be at least 1")
         if self.num_sample_images < 1:

@@ -213,7 +213,7 @@ class _Trainer:
         try:
             return Accelerator(
                 mixed_precision=self.args.mixed_precision,
-                log_with=None if self.args.logger == "none" else self.args.logger,
+                log_with=None if self.args.report_to == "none" else self.args.report_to,
                 project_config=project_config,
             )
         except (ValueError, RuntimeError) as err:
@@ -478,11 +478,15 @@ class _Trainer:
             model.train()
         for key, value in held_out.items():  # e.g. held-out bits/dim of a flow, next to the training loss
             self.history.setdefault(key, []).append((step, value))
-        if held_out and self.args.logger != "none":
+        if held_out and self.args.report_to != "none":
             self.accelerator.log(held_out, step=step)
         path = os.path.join(self.output_dir, SAMPLES_DIR, f"step-{step:06d}.png")
         save_image_grid(images, path, nrow=len(images) // self.num_classes if self.num_classes else None)
         self.last_grid = path
+        if self.args.report_to != "none":
+            from hfgen.training.trackers import log_images
+
+            log_images(self.accelerator, {"samples": path}, step)
 
     def _make_scorer(self):
         """The `MetricScorer` of ``--eval_steps``: the training data's reference and features (``auto``) or the
@@ -531,7 +535,7 @@ class _Trainer:
         for key in EVAL_HISTORY_KEYS:
             if metrics.get(key) is not None:
                 self.eval_history.setdefault(key, []).append((step, float(metrics[key])))
-        if args.logger != "none":
+        if args.report_to != "none":
             self.accelerator.log(
                 {
                     "eval/fid": metrics["fid"],
@@ -595,11 +599,19 @@ class _Trainer:
                 ),
                 "fid.png",
             )
+        if self.args.report_to != "none":  # the curves as images, next to the grids logged on the way
+            from hfgen.training.trackers import log_images
+
+            curves = {"loss_curve": os.path.join(self.output_dir, LOSS_PLOT)}
+            curves["eval/fid_curve"] = (
+                os.path.join(self.output_dir, "fid.png") if self.eval_history.get("fid") else None
+            )
+            log_images(self.accelerator, curves, step)
         grid = os.path.relpath(self.last_grid, self.output_dir) if self.last_grid else None
         data_args = self.data_args
-        datasets = None  # a Hub dataset id only (a local path is no dataset id)
-        if data_args.train_data_dir is None and data_args.dataset_name and not os.path.exists(data_args.dataset_name):
-            datasets = [data_args.dataset_name]
+        datasets = None  # data set names; the card writer keeps Hub ids in `datasets:` and tags the rest
+        if data_args.train_data_dir is None:
+            datasets = [data_args.dataset_name or "digits"]
         write_model_card(
             self.output_dir,
             self.objective.model_card_template,
@@ -620,10 +632,10 @@ class _Trainer:
         import platform
 
         from hfgen.data.images import resolve_held_out_size
-        from hfgen.output_folder.model_card import library_versions, training_command
+        from hfgen.output_folder.model_card import hub_id_placeholder, library_versions, training_command
 
         context, args, data_args = self.context, self.args, self.data_args
-        repo_id = args.hub_model_id or self.output_dir
+        repo_id = args.hub_model_id or hub_id_placeholder(self.output_dir)  # never a local path (issue 19)
         images_seen = step * args.train_batch_size * args.gradient_accumulation_steps * context.num_processes
         if data_args.train_data_dir is None and data_args.dataset_name in (None, "digits"):
             held_out_size = 360  # the digits' fixed test split
@@ -833,8 +845,14 @@ class _Trainer:
             if self.num_classes:
                 config["num_classes"] = self.num_classes
             write_training_args(self.output_dir, config)
-            if args.logger != "none":
-                accelerator.init_trackers(f"hfgen-{self.objective.name}", config=_scalars(config))
+            if args.report_to != "none":
+                from hfgen.training.trackers import tracker_init_kwargs
+
+                accelerator.init_trackers(
+                    f"hfgen-{self.objective.name}",
+                    config=_scalars(config),
+                    init_kwargs=tracker_init_kwargs(args.report_to, os.path.join(self.output_dir, "logs")),
+                )
 
     def _train_step(self, global_step: int, models: dict, optimizers: list, progress) -> tuple[dict, dict, dict]:
         """Every update of one optimiser step (each with its micro-batches); stops on a NaN/inf loss or gradient.
@@ -901,7 +919,7 @@ class _Trainer:
         postfix = {name: f"{value:.4f}" for name, value in step_losses.items()} | {"lr": f"{lr:.2e}"}
         progress.set_postfix(postfix, refresh=False)
         progress.update(1)
-        if global_step % args.logging_steps == 0 and args.logger != "none":
+        if global_step % args.logging_steps == 0 and args.report_to != "none":
             scalars = {**step_losses, "lr": lr, **accumulated}
             for name, norm in grad_norms.items():
                 scalars["grad_norm" if len(updates) == 1 else f"grad_norm_{name}"] = norm

@@ -16,7 +16,7 @@ def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str
     """
     from huggingface_hub import EvalResult
 
-    from hfgen.output_folder.model_card import library_versions, render_model_card
+    from hfgen.output_folder.model_card import hub_id_placeholder, library_versions, render_model_card
     from hfgen.vqa.modeling import BASE_MODEL_ID
 
     with open(os.path.join(output_dir, TRAINING_ARGS)) as handle:
@@ -27,7 +27,7 @@ def write_vqa_model_card(output_dir: str, evaluation: dict | None = None) -> str
             evaluation = json.load(handle)
     base = args.get("model_name_or_path") or BASE_MODEL_ID
     tiny = bool(args.get("tiny"))
-    repo_id = args.get("hub_model_id") or os.path.basename(os.path.normpath(output_dir))
+    repo_id = args.get("hub_model_id") or hub_id_placeholder(output_dir)
     card_data = {
         "library_name": "peft",
         "license": "apache-2.0" if tiny else "gemma",

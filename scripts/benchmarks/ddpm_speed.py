@@ -30,7 +30,7 @@ def main():
         output_dir=args.output_dir,
         max_train_steps=args.train_steps,
         use_ema=True,
-        logger="none",
+        report_to="none",
         save_images_steps=10**9,
         checkpointing_steps=10**9,
         overwrite_output_dir=True,

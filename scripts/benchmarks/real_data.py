@@ -79,7 +79,7 @@ def step_seconds(model: str, train_data_dir: str, steps: int, **kwargs) -> float
             output_dir=output_dir,
             max_train_steps=steps + 1,
             train_batch_size=64,
-            logger="none",
+            report_to="none",
             save_images_steps=10**9,
             checkpointing_steps=10**9,
             num_sample_images=4,
