@@ -743,7 +743,7 @@ def clevr_vqa(data_dir: str, out: str) -> tuple[str, list[str]]:
     start = time.perf_counter()
     finetune(
         VQAFinetuneArguments(
-            clevr_dir=split_dir, output_dir=adapter, tiny=True, max_train_steps=count, report_to="none",
+            clevr_dir=split_dir, output_dir=adapter, tiny=True, max_train_steps=count, logger="none",
             overwrite_output_dir=True, checkpointing_steps=max(count, 1),
         )
     )  # fmt: skip
