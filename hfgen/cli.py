@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from hfgen.command_line import ArgumentParser, fail, hf_argument_parser
 from hfgen.errors import CommandLineError
 
 USAGE = """usage: hfgen <command> [args]
@@ -42,17 +43,6 @@ commands:
 """
 
 
-def _parse_error(parser: argparse.ArgumentParser, message: str) -> None:
-    """`argparse.ArgumentParser.error` for hfgen's commands: one line naming the command and the flag, exit code 2
-    (instead of argparse's usage block)."""
-    _fail(f"{parser.prog}: {message} (see `{parser.prog} --help`)")
-
-
-def _fail(message: str) -> None:
-    print(f"hfgen: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def _train(argv: list[str]) -> None:
     from hfgen.families import OBJECTIVES
 
@@ -64,7 +54,6 @@ def _train(argv: list[str]) -> None:
         if not argv:
             sys.exit(2)
         return
-    from transformers import HfArgumentParser
 
     from hfgen.training.arguments import DataArguments, TrainingArguments
     from hfgen.training.objectives import get_objective
@@ -74,7 +63,7 @@ def _train(argv: list[str]) -> None:
     classes = [DataArguments, TrainingArguments]
     if objective.arguments_class is not None:
         classes.append(objective.arguments_class)
-    parser = HfArgumentParser(classes, prog=f"hfgen train {objective.name}")
+    parser = hf_argument_parser(classes, prog=f"hfgen train {objective.name}")
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv[1:])
     except ValueError as err:  # raised by the dataclasses' __post_init__ checks
@@ -86,7 +75,7 @@ def _train(argv: list[str]) -> None:
 def _sample_parser() -> argparse.ArgumentParser:
     from hfgen.pipelines.scheduling import scheduler_names
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen sample", description="Sample a trained hfgen folder (or Hub repo) and write an image grid."
     )
     parser.add_argument("output_dir", help="A trained output folder or a Hub repo id.")
@@ -232,7 +221,7 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 def _evaluate(argv: list[str]) -> None:
     from hfgen.jobs.evaluate import evaluate_pipeline, format_metrics_table, save_metrics
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen evaluate",
         description="Sample a trained folder, time it and score it against real data with the real-data floor; "
         "writes metrics.json and the model card's metrics.",
@@ -298,7 +287,7 @@ def _evaluate(argv: list[str]) -> None:
 def _compare_samplers(argv: list[str]) -> None:
     from hfgen.jobs.compare_samplers import compare_samplers, parse_sampler_configs
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen compare-samplers",
         description="DDPM (trained steps), DDIM 100/50/20/10, DPM-Solver++ 20/10 and SDE-DPM-Solver++ 20 "
         "(+ --schedulers) on the same seed and sample count: FID, KID, coverage, images per second and speed-up "
@@ -327,12 +316,11 @@ def _compare_samplers(argv: list[str]) -> None:
 
 
 def _compare(argv: list[str]) -> None:
-    from transformers import HfArgumentParser
 
     from hfgen.jobs.compare import CompareArguments, compare
     from hfgen.training.arguments import DataArguments
 
-    parser = HfArgumentParser(
+    parser = hf_argument_parser(
         [CompareArguments, DataArguments],
         prog="hfgen compare",
         description="Train every family on the same data and budget, then measure quality (FID, precision), "
@@ -378,76 +366,6 @@ def _compare_default_dir(data_args) -> str:
     return os.path.join("outputs", f"compare-{_dataset_label(data_args)}")
 
 
-def _explore(argv: list[str]) -> None:
-    from hfgen.jobs.explore import explore
-
-    parser = argparse.ArgumentParser(
-        prog="hfgen explore",
-        description="Draw the latent space of a trained autoencoder or VAE: reconstructions, prior samples (VAE), "
-        "latent map, decoded manifold, traversal, morphing and attribute vector, as PNGs in OUTPUT_DIR/figures/.",
-    )
-    parser.add_argument(
-        "output_dir", help="A trained autoencoder or VAE folder (or a Hub repo id with --figures_dir)."
-    )
-    parser.add_argument("--figures_dir", default=None, help="Where to write the PNGs. Default: OUTPUT_DIR/figures.")
-    parser.add_argument(
-        "--dataset",
-        default="auto",
-        help="Held-out images: 'auto' (the held-out part of the training data, with its labels: digit classes or "
-        "--attribute labels), 'digits' (test split) or a folder/.npy/save_to_disk path.",
-    )
-    parser.add_argument(
-        "--source_class",
-        type=int,
-        default=None,
-        help="Attribute vector: the label it starts from. Default: 1 for digits, 0 for 0/1 attribute labels.",
-    )
-    parser.add_argument(
-        "--target_class",
-        type=int,
-        default=None,
-        help="Attribute vector: the label it points to. Default: 7 for digits, 1 for 0/1 attribute labels.",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the prior samples.")
-    args = parser.parse_args(argv)
-    paths = explore(
-        args.output_dir,
-        figures_dir=args.figures_dir,
-        dataset=args.dataset,
-        source_class=args.source_class,
-        target_class=args.target_class,
-        seed=args.seed,
-    )
-    for name, path in paths.items():
-        print(f"{name:>17}: {path}")
-
-
-def _ood(argv: list[str]) -> None:
-    from hfgen.jobs.ood import BUILT_IN_OOD, detect_ood
-
-    parser = argparse.ArgumentParser(
-        prog="hfgen ood",
-        description="Score held-out in-distribution images and OOD sets with a trained flow: AUROC of the raw "
-        "likelihood, the typicality distance and the input-complexity-corrected score (Serra et al. 2020); "
-        "writes OUTPUT_DIR/ood/ood.md, ood.json and ood_histograms.png.",
-    )
-    parser.add_argument("output_dir", help="A trained realnvp folder.")
-    parser.add_argument("--in", dest="in_dist", default="digits", help="In-distribution data: 'digits' or a path.")
-    parser.add_argument(
-        "--out",
-        nargs="+",
-        default=["noise", "constant", "flipped"],
-        help=f"OOD sets: {', '.join(BUILT_IN_OOD)} or paths.",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the dequantisation noise and noise images.")
-    args = parser.parse_args(argv)
-    detect_ood(args.output_dir, args.out, in_dist=args.in_dist, seed=args.seed)
-    folder = os.path.join(args.output_dir, "ood")
-    with open(os.path.join(folder, "ood.md")) as handle:
-        print(handle.read())
-    print(f"wrote ood.md, ood.json and ood_histograms.png into {folder}")
-
-
 def _lazy(module: str, name: str):
     """A command whose parser lives in ``module`` (imported only when the command runs)."""
 
@@ -483,8 +401,8 @@ def main(argv: list[str] | None = None) -> None:
         "evaluate": _evaluate,
         "compare-samplers": _compare_samplers,
         "compare": _compare,
-        "explore": _explore,
-        "ood": _ood,
+        "explore": _lazy("hfgen.jobs.cli", "explore_main"),
+        "ood": _lazy("hfgen.jobs.cli", "ood_main"),
         "demo": _lazy("hfgen.demo.cli", "demo_main"),
         "space": _lazy("hfgen.demo.cli", "space_main"),
         "push": _lazy("hfgen.hub_cli", "push_main"),
@@ -501,21 +419,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hfgen {__version__}")
         return
     if argv[0] not in commands:
-        _fail(f"unknown command {argv[0]!r}; commands: {', '.join(commands)}")
-    original_error = argparse.ArgumentParser.error
-    argparse.ArgumentParser.error = _parse_error  # flag errors too are one `hfgen: error:` line (restored below)
+        fail(f"unknown command {argv[0]!r}; commands: {', '.join(commands)}")
     try:
         commands[argv[0]](argv[1:])
     except (HfgenError, CommandLineError) as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:  # disk full, read-only folder, a file where a folder should be: the path and the cause
         where = f"{err.filename}: " if err.filename else ""
-        _fail(f"{where}{err.strerror or err} (check the path, its permissions and the free disk space)")
+        fail(f"{where}{err.strerror or err} (check the path, its permissions and the free disk space)")
     except KeyboardInterrupt:
         print("hfgen: interrupted; the last complete checkpoint stays loadable.", file=sys.stderr)
         sys.exit(130)
-    finally:
-        argparse.ArgumentParser.error = original_error
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import argparse
+from hfgen.command_line import ArgumentParser
 
 
 def push_main(argv: list[str]) -> None:
     """``hfgen push OUTPUT_DIR --hub_model_id NAMESPACE/NAME [--private] [--hub_token TOKEN]``."""
     from hfgen.output_folder.hub import push_folder
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen push",
         description="Upload a trained folder to the Hub: the model card re-rendered for the repo (its id in every "
         "snippet, the sample grid in a gallery, the evaluations in the model-index), checkpoints and logs left out. "

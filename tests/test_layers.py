@@ -9,7 +9,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hfgen"
 LOWER = ("output_folder", "models", "schedulers", "data", "pipelines", "metrics")
 HIGHER = ("hfgen.training", "hfgen.cli", "hfgen.vqa", "hfgen.output_folder.hub", "hfgen.jobs", "hfgen.demo",
-          "hfgen.hub_cli")  # fmt: skip
+          "hfgen.hub_cli", "hfgen.command_line")  # fmt: skip
 
 
 def module_name(path: pathlib.Path) -> str:

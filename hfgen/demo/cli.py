@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hfgen.command_line import ArgumentParser
 from hfgen.errors import CommandLineError
 
 
@@ -21,7 +22,7 @@ def demo_main(argv: list[str]) -> None:
     """``hfgen demo OUTPUT_DIR [OUTPUT_DIR ...] [--port 7860] [--host 127.0.0.1] [--share]``."""
     from hfgen.demo.app import launch_demo
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen demo",
         description="A local Gradio app with one tab per trained folder: diffusion (scheduler, steps, seed, class, "
         "guidance, the chain), VAE/autoencoder (latent sliders, morph, attribute vector), GAN (seeds, "
@@ -41,7 +42,7 @@ def space_main(argv: list[str]) -> None:
     """``hfgen space OUTPUT_DIR --to SPACE_DIR [--hub_model_id ID] [--hfgen_requirement SPEC] [--overwrite]``."""
     from hfgen.demo.space import write_space
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hfgen space",
         description="Write a Space-ready folder (app.py, requirements.txt, README with `sdk: gradio`, the model) "
         "that runs `hfgen demo` on a Hugging Face Space or locally with `python app.py`.",

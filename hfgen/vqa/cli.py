@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from hfgen.command_line import ArgumentParser, hf_argument_parser
 
 USAGE = """usage: hfgen vqa <command> [flags]
 
@@ -20,7 +21,7 @@ commands:
 def _make_dataset(argv: list[str]) -> None:
     from hfgen.data.clevr import make_clevr_dataset
 
-    parser = argparse.ArgumentParser(prog="hfgen vqa make-dataset", description="CLEVR-style scenes, drawn offline.")
+    parser = ArgumentParser(prog="hfgen vqa make-dataset", description="CLEVR-style scenes, drawn offline.")
     parser.add_argument("--output_dir", required=True, help="Where the CLEVR_v1.0-layout folder is written.")
     parser.add_argument("--num_images", type=int, default=300, help="Scenes to draw (train + val).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the scenes and questions.")
@@ -38,11 +39,10 @@ def summary_text(summary: dict) -> str:
 
 
 def _finetune(argv: list[str]) -> None:
-    from transformers import HfArgumentParser
 
     from hfgen.vqa.finetune import VQAFinetuneArguments, finetune
 
-    parser = HfArgumentParser(VQAFinetuneArguments)
+    parser = hf_argument_parser(VQAFinetuneArguments)
     parser.prog = "hfgen vqa finetune"
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     info = finetune(args)
@@ -56,7 +56,7 @@ def _finetune(argv: list[str]) -> None:
 def _evaluate(argv: list[str]) -> None:
     from hfgen.vqa.evaluation import run_evaluation
 
-    parser = argparse.ArgumentParser(prog="hfgen vqa evaluate", description="Score PaliGemma answers on CLEVR.")
+    parser = ArgumentParser(prog="hfgen vqa evaluate", description="Score PaliGemma answers on CLEVR.")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model_name_or_path", default=None, help="A local PaliGemma folder or a Hub id (online).")
     model.add_argument("--tiny", action="store_true", help="The tiny offline model (with --adapter: its own base).")
