@@ -44,3 +44,7 @@ class UnknownArgumentError(HfgenError, TypeError):
 class CommandLineError(HfgenError):
     """A usage error found by the command line itself (an unknown command, a flag out of range); printed as one line,
     exit code 2."""
+
+
+class NotEnoughSamplesError(HfgenError, ValueError):
+    """Too few images for a metric (FID, KID, PRDC, CMMD); the message says how many are needed."""

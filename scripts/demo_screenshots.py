@@ -4,7 +4,7 @@
 
 Starts the demo on the folders (default: the conditional MNIST DDPM and DCGAN of `python scripts/reproduce.py --only
 conditional-mnist`, and the digits VAE and Real NVP of `hfgen train vae --output_dir outputs/demo/vae-digits` and
-`hfgen train realnvp --output_dir outputs/demo/realnvp-digits --max_train_steps 1500`), presses each tab's main
+`hfgen train realnvp --output_dir outputs/demo/realnvp-digits --max_train_steps 600`), presses each tab's main
 button (or moves the first slider), waits for the image and saves one PNG per tab.
 """
 

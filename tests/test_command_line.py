@@ -8,6 +8,8 @@ import pytest
 import hfgen.cli
 from hfgen.command_line import ArgumentParser, hf_argument_parser
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 
 def error_of(capsys, argv):
     with pytest.raises(SystemExit) as caught:

@@ -6,6 +6,8 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hfgen"
 LOWER = ("output_folder", "models", "schedulers", "data", "pipelines", "metrics")
 HIGHER = ("hfgen.training", "hfgen.cli", "hfgen.vqa", "hfgen.output_folder.hub", "hfgen.jobs", "hfgen.demo",

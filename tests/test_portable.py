@@ -19,6 +19,8 @@ from hfgen.models import VAEModel
 from hfgen.pipelines import GANPipeline, VAEPipeline
 from hfgen.pipelines.portable import bundle_source
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 # name -> (keyword arguments of the call, whether it samples)
 CALLS = {
     "vae": {"batch_size": 2},

@@ -14,6 +14,8 @@ from hfgen.errors import CheckpointError, UnknownNameError
 from hfgen.metrics.features import DigitsClassifier, RealDataClassifier, load_feature_extractor
 from hfgen.metrics.image_quality import classifier_scores, extract_features
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 NAMES = ("mnist", "cifar10", "celeba")
 EXPECTED = {  # (in_channels, input_size, num_outputs, logits_kind)

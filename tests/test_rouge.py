@@ -20,6 +20,8 @@ from rouge_score import rouge_scorer
 import hfgen
 import hfgen.metrics
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 REPO = Path(__file__).resolve().parent.parent
 ALL_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 

@@ -18,6 +18,8 @@ from hfgen.errors import UnknownNameError
 from hfgen.pipelines.sampling import SamplingResult, sample_images
 from hfgen.pipelines.scheduling import SCHEDULERS, UnconditionalDiffusionPipeline, make_scheduler, scheduler_names
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 
 def tiny_unet() -> UNet2DModel:
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.unit  # `make test-fast`
+
 PROBE = """
 import sys
 from hfgen.cli import main

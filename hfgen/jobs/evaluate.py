@@ -201,25 +201,24 @@ def write_metrics(output_dir: str, metrics: dict) -> str:
     return path
 
 
-def update_model_card(output_dir: str) -> None:
-    """Put every evaluation of ``metrics.json`` into the model card: YAML ``model-index`` and an Evaluation section.
+def _card_dataset(output_dir: str, card) -> tuple[str, str]:
+    """(data set name, split) of a folder's evaluations: its Hub dataset id, else the training folder's name, else
+    the digits; the split is ``test`` for the digits' fixed test split, ``held-out`` for hfgen's held-out part."""
+    from hfgen.metrics.image_quality import training_data_spec
 
-    Does nothing when the folder has no ``README.md``.
-    """
-    from huggingface_hub import EvalResult, ModelCard
+    spec = training_data_spec(output_dir) or {}
+    if card.data.datasets:
+        name = card.data.datasets[0]
+    elif spec.get("train_data_dir"):
+        name = os.path.basename(os.path.normpath(spec["train_data_dir"]))
+    else:
+        name = spec.get("dataset_name") or "digits"
+    return name, "test" if name == "digits" else "held-out"
 
-    card_path = os.path.join(output_dir, MODEL_CARD)
-    metrics_path = os.path.join(output_dir, METRICS)
-    if not os.path.isfile(card_path) or not os.path.isfile(metrics_path):
-        return
-    with open(metrics_path) as handle:
-        evaluations = json.load(handle).get("evaluations", {})
-    card = ModelCard.load(card_path)
-    name = card.data.model_name or os.path.basename(os.path.normpath(output_dir))
-    card.data.model_name = name
-    datasets = card.data.datasets or [tag for tag in (card.data.tags or []) if tag == "digits"] or ["digits"]
-    dataset = datasets[0]
-    split = "test" if dataset == "digits" else "held-out"  # the digits' fixed test split, else hfgen's held-out part
+
+def _evaluation_section(evaluations: dict, dataset: str, split: str) -> tuple[list, list[str]]:
+    """The model-index results (`huggingface_hub.EvalResult`) and the card's Evaluation section lines."""
+    from huggingface_hub import EvalResult
 
     def result(metric_type: str, value: float, metric_name: str, digits: int = 5):
         return EvalResult(
@@ -285,6 +284,26 @@ def update_model_card(output_dir: str) -> None:
             ]
             break
     lines.append(CARD_END)
+    return results, lines
+
+
+def update_model_card(output_dir: str) -> None:
+    """Put every evaluation of ``metrics.json`` into the model card: YAML ``model-index`` (with the data split) and
+    an Evaluation section (with the likelihood of a VAE or a flow).
+
+    Does nothing when the folder has no ``README.md``.
+    """
+    from huggingface_hub import ModelCard
+
+    card_path = os.path.join(output_dir, MODEL_CARD)
+    metrics_path = os.path.join(output_dir, METRICS)
+    if not os.path.isfile(card_path) or not os.path.isfile(metrics_path):
+        return
+    with open(metrics_path) as handle:
+        evaluations = json.load(handle).get("evaluations", {})
+    card = ModelCard.load(card_path)
+    card.data.model_name = card.data.model_name or os.path.basename(os.path.normpath(output_dir))
+    results, lines = _evaluation_section(evaluations, *_card_dataset(output_dir, card))
     card.data.eval_results = results
     text = str(card.content)
     section = "\n".join(lines)
