@@ -328,3 +328,53 @@ def test_browser_generates_images_and_moves_a_slider(served):
         page.screenshot(path=os.path.join(ARTIFACTS, "demo-vae.png"))
         browser.close()
     assert os.path.getsize(os.path.join(ARTIFACTS, "demo-vae.png")) > 10_000
+
+
+# --- the VQA tab --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vqa_adapter(tmp_path_factory):
+    from hfgen.data.clevr import make_clevr_dataset
+    from hfgen.vqa.finetune import VQAFinetuneArguments, finetune
+
+    root = tmp_path_factory.mktemp("vqa")
+    clevr = root / "CLEVR_v1.0"
+    make_clevr_dataset(str(clevr), num_images=12, seed=0)
+    adapter = root / "adapter"
+    finetune(VQAFinetuneArguments(clevr_dir=str(clevr), output_dir=str(adapter), tiny=True, max_train_steps=2,
+                                  train_batch_size=4, logger="none"))  # fmt: skip
+    return adapter
+
+
+def test_vqa_tab_answers_a_question_about_a_clevr_scene(vqa_adapter):
+    vqa = load_demo_model(str(vqa_adapter))
+    assert vqa.kind == "vqa" and vqa.title.endswith("(VQA)")
+    assert vqa.example_images and all(path.endswith(".png") for path in vqa.example_images)
+    answer = vqa.answer(vqa.example_images[0], "How many objects are there?")
+    assert isinstance(answer, str) and answer == vqa.answer(
+        Image.open(vqa.example_images[0]), "How many objects are there?"
+    )
+    with pytest.raises(DemoInputError, match="type a question"):
+        vqa.answer(vqa.example_images[0], "  ")
+    with pytest.raises(DemoInputError, match="upload an image"):
+        vqa.answer(None, "What color is the cube?")
+    with pytest.raises(DemoInputError, match="not an image"):
+        vqa.answer(__file__, "What color is the cube?")
+
+
+def test_vqa_tab_answers_through_gradio_client(vqa_adapter):
+    pytest.importorskip("gradio", reason="pip install 'hfgen[demo]' for the demo tests")
+    from gradio_client import Client, handle_file
+
+    from hfgen.demo.app import launch_demo
+
+    demo, url = launch_demo([str(vqa_adapter)], port=0, block=False)
+    try:
+        vqa = load_demo_model(str(vqa_adapter))
+        answer = Client(url, verbose=False).predict(
+            handle_file(vqa.example_images[0]), "How many objects are there?", api_name="/answer_0"
+        )
+        assert answer == vqa.answer(vqa.example_images[0], "How many objects are there?")
+    finally:
+        demo.close()

@@ -19,7 +19,6 @@ import contextlib
 import io
 import math
 import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -220,7 +219,6 @@ def compute_metrics(
     return metrics
 
 
-@dataclass
 class MetricScorer:
     """Scores sets of generated images against one reference: reference features and floors computed once.
 

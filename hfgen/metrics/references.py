@@ -4,11 +4,14 @@ the real-data floor's second set (`ReferenceSets`, `load_reference_sets`), the d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hfgen.errors import NotEnoughSamplesError
 
 
+@dataclass
 class ReferenceSets:
     """Real images for a metric and its floor, both ``(N, C, H, W)`` floats in [0, 1].
 
