@@ -1,8 +1,12 @@
-"""Helpers shared by the test modules (plain functions; fixtures live in conftest.py)."""
+"""Helpers shared by the test modules (functions and the Hub stand-in; fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub.utils import filter_repo_objects
 
 from hfgen.cli import main
 
@@ -33,3 +37,33 @@ def error_line(code: int, err: str) -> str:
 def quiet(pipeline):
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+class HubRecorder:
+    """Stands in for `huggingface_hub.create_repo` / `upload_folder`, recording their keyword arguments."""
+
+    def __init__(self, upload_error: Exception | None = None):
+        self.create_calls, self.upload_calls = [], []
+        self.upload_error = upload_error
+
+    def create_repo(self, repo_id, **kwargs):
+        self.create_calls.append({"repo_id": repo_id, **kwargs})
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        self.upload_calls.append(kwargs)
+        if self.upload_error is not None:
+            raise self.upload_error
+        # what the upload would send: the folder's files minus the ignore patterns
+        folder = kwargs["folder_path"]
+        files = [str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()]
+        self.uploaded = list(filter_repo_objects(files, ignore_patterns=kwargs.get("ignore_patterns")))
+
+        class Commit:
+            commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc123"
+
+        return Commit()
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(huggingface_hub, "create_repo", self.create_repo)
+        monkeypatch.setattr(huggingface_hub, "upload_folder", self.upload_folder)

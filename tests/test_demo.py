@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -240,12 +239,6 @@ def test_bad_input_is_a_message_not_a_traceback(served):
         client.predict("1", "1", api_name="/attribute_1")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_for(url: str, process: subprocess.Popen, seconds: float = 180) -> str:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -273,7 +266,9 @@ def test_space_folder_runs_with_python_app_py(folders, tmp_path):
     assert (space / "requirements.txt").read_text().splitlines()[1].startswith("hfgen[demo]==")
     assert (space / "model" / "model_index.json").is_file() and not (space / "model" / "checkpoints").exists()
     assert set(paths) == {"model", "app", "requirements", "readme"}
-    port = _free_port()
+    from hfgen.demo.app import free_port
+
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen(
         [sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

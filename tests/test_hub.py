@@ -13,8 +13,8 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 from conftest import TINY_DDPM
+from helpers import HubRecorder
 from huggingface_hub import ModelCard
-from huggingface_hub.utils import filter_repo_objects
 
 import hfgen
 from hfgen.errors import HfgenError
@@ -38,36 +38,6 @@ def trained(tmp_path_factory) -> Path:
     result = hfgen.train("ddpm", output_dir=str(output_dir), **tiny(checkpointing_steps=1))
     assert result.global_step == 3
     return output_dir
-
-
-class HubRecorder:
-    """Stands in for `huggingface_hub.create_repo` / `upload_folder`, recording their keyword arguments."""
-
-    def __init__(self, upload_error: Exception | None = None):
-        self.create_calls, self.upload_calls = [], []
-        self.upload_error = upload_error
-
-    def create_repo(self, repo_id, **kwargs):
-        self.create_calls.append({"repo_id": repo_id, **kwargs})
-        return f"https://huggingface.co/{repo_id}"
-
-    def upload_folder(self, **kwargs):
-        self.upload_calls.append(kwargs)
-        if self.upload_error is not None:
-            raise self.upload_error
-        # what the upload would send: the folder's files minus the ignore patterns
-        folder = kwargs["folder_path"]
-        files = [str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()]
-        self.uploaded = list(filter_repo_objects(files, ignore_patterns=kwargs.get("ignore_patterns")))
-
-        class Commit:
-            commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc123"
-
-        return Commit()
-
-    def install(self, monkeypatch):
-        monkeypatch.setattr(huggingface_hub, "create_repo", self.create_repo)
-        monkeypatch.setattr(huggingface_hub, "upload_folder", self.upload_folder)
 
 
 # ------------------------------------------------------------------------------------------------ model card

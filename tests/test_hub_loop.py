@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-import huggingface_hub
 import pytest
+from helpers import HubRecorder
 from huggingface_hub import ModelCard
 
 import hfgen
@@ -30,30 +30,6 @@ VAE = {
     "latent_dim": 4,
     "seed": 0,
 }
-
-
-class Recorder:
-    """Stands in for `huggingface_hub.create_repo` / `upload_folder` and remembers what would be sent."""
-
-    def __init__(self):
-        self.uploads = []
-
-    def create_repo(self, repo_id, **kwargs):
-        return f"https://huggingface.co/{repo_id}"
-
-    def upload_folder(self, **kwargs):
-        from pathlib import Path
-
-        from huggingface_hub.utils import filter_repo_objects
-
-        folder = Path(kwargs["folder_path"])
-        files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
-        self.uploads.append(sorted(filter_repo_objects(files, ignore_patterns=kwargs.get("ignore_patterns"))))
-
-        class Commit:
-            commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"
-
-        return Commit()
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +73,15 @@ def test_push_makes_the_card_hub_ready_and_leaves_checkpoints_out(vae_dir, tmp_p
 
     folder = tmp_path / "vae-digits"
     shutil.copytree(vae_dir, folder)
-    recorder = Recorder()
-    monkeypatch.setattr(huggingface_hub, "create_repo", recorder.create_repo)
-    monkeypatch.setattr(huggingface_hub, "upload_folder", recorder.upload_folder)
+    recorder = HubRecorder()
+    recorder.install(monkeypatch)
     url = push_folder(str(folder), "someone/vae-digits", token="hf_secret_never_written")
-    assert url.endswith("/commit/abc")
+    assert url.endswith("/commit/abc123")
     body = (folder / "README.md").read_text()
     assert 'from_pretrained("someone/vae-digits")' in body and "your-username" not in body
     assert 'DiffusionPipeline.from_pretrained("someone/vae-digits", trust_remote_code=True)' in body
     assert "hf_secret_never_written" not in body
-    uploaded = recorder.uploads[0]
+    uploaded = recorder.uploaded
     assert "README.md" in uploaded and "hfgen_pipeline_vae.py" in uploaded and "vae/hfgen_vae.py" in uploaded
     assert not any(path.startswith(("checkpoints/", "logs/")) for path in uploaded)
 

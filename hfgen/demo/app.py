@@ -9,6 +9,7 @@ cores are slower than one after the other) with a progress bar; input the demo c
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 
@@ -33,7 +34,7 @@ def _shown(fn):
         logger.exception("demo action failed")
         return gr.Error(f"{type(err).__name__}: {err}")
 
-    if _is_generator(fn):
+    if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args, **kwargs):
@@ -58,12 +59,6 @@ def _shown(fn):
     return call
 
 
-def _is_generator(fn) -> bool:
-    import inspect
-
-    return inspect.isgeneratorfunction(fn)
-
-
 def _class_inputs(gr, model: DemoModel, guidance: bool) -> list:
     """The class dropdown (and guidance slider) of a conditional model; nothing for an unconditional one."""
     names = model.class_names
@@ -73,6 +68,16 @@ def _class_inputs(gr, model: DemoModel, guidance: bool) -> list:
     if guidance:
         widgets.append(gr.Slider(0, 10, value=1.0, step=0.5, label="Guidance scale w (1 = none)"))
     return widgets
+
+
+def _path_inputs(gr) -> tuple:
+    """Seed A, seed B and the number of steps (2..16, as `LatentDemo.morph` and `GANDemo.interpolate` take them)
+    of a path between two images."""
+    return (
+        gr.Number(value=0, precision=0, minimum=0, label="Seed A"),
+        gr.Number(value=1, precision=0, minimum=0, label="Seed B"),
+        gr.Slider(2, 16, value=8, step=1, label="Steps"),
+    )
 
 
 def _diffusion_tab(gr, model, index: int) -> None:
@@ -160,9 +165,7 @@ def _latent_tab(gr, model, index: int) -> None:
                 upload_a = gr.Image(label="Image A (or leave empty: a held-out image by seed)", type="pil")
                 upload_b = gr.Image(label="Image B", type="pil")
             with gr.Row():
-                seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
-                seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
-                steps = gr.Slider(2, 16, value=8, step=1, label="Steps")
+                seed_a, seed_b, steps = _path_inputs(gr)
             morph_button = gr.Button("Morph")
             morph = gr.Image(label="Morph", type="pil", format="png")
         morph_button.click(
@@ -198,9 +201,7 @@ def _gan_tab(gr, model, index: int) -> None:
         _shown(model.sample), inputs=[seed, count, *conditional], outputs=samples, api_name=f"generate_{index}"
     )
     with gr.Row():
-        seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
-        seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
-        steps = gr.Slider(2, 16, value=8, step=1, label="Steps")
+        seed_a, seed_b, steps = _path_inputs(gr)
         interpolate_button = gr.Button("Interpolate")
     path = gr.Image(label="Interpolation (spherical)", type="pil", format="png")
     interpolate_button.click(

@@ -150,11 +150,9 @@ class DemoModel:
     def _held_out(self, max_images: int = 500):
         """(images in [-1, 1], labels or None) of the folder's held-out data (the digits test split for a folder
         trained on the digits or without training_args.json), or (None, None) when that data is not here."""
-        from hfgen.jobs.explore import load_held_out_images
-        from hfgen.metrics.image_quality import training_data_spec
+        from hfgen.jobs.explore import folder_data, load_held_out_images
 
-        spec = training_data_spec(self.folder) if os.path.isdir(self.folder) else None
         try:
-            return load_held_out_images(self.pipeline, spec or "digits", max_images=max_images)
+            return load_held_out_images(self.pipeline, folder_data(self.folder), max_images=max_images)
         except (DatasetError, OSError):
             return None, None

@@ -114,10 +114,9 @@ class DiffusionDemo(DemoModel):
         """
         updates: queue.Queue = queue.Queue()
         _options, total = self._options(scheduler, steps)
-        if self.is_langevin:
-            per_level = total
-            total = per_level * int(self.pipeline.scheduler.config.num_noise_levels) + 1
-            every = per_level
+        levels = int(self.pipeline.scheduler.config.num_noise_levels) if self.is_langevin else 0
+        if self.is_langevin:  # a frame at the end of each noise level; L * T Langevin steps + 1 denoising step
+            every, total = total, total * levels + 1
         else:
             every = max(1, total // frames)
 
@@ -141,7 +140,6 @@ class DiffusionDemo(DemoModel):
                 yield first, second
                 return
             if self.is_langevin:
-                levels = int(self.pipeline.scheduler.config.num_noise_levels)
                 yield grid(second), f"noise level {first // every} of {levels}"
             else:
                 yield grid(second), f"step {first} of {total}"

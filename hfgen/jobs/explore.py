@@ -32,6 +32,14 @@ def _is_vae(pipeline) -> bool:
     return callable(getattr(pipeline, "negative_elbo", None))
 
 
+def folder_data(output_dir: str):
+    """What `load_held_out_images` reads for a trained folder: the data arguments of its ``training_args.json``
+    (`hfgen.metrics.image_quality.training_data_spec`), or ``"digits"`` for a folder without one (a Hub id)."""
+    from hfgen.metrics.image_quality import training_data_spec
+
+    return (training_data_spec(output_dir) if os.path.isdir(output_dir) else None) or "digits"
+
+
 def load_held_out_images(
     pipeline, dataset="digits", max_images: int = 2000
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -356,9 +364,7 @@ def explore(
             raise HfgenError(f"{output_dir} is not a local folder; pass figures_dir to say where to write")
         figures_dir = os.path.join(output_dir, "figures")
     if dataset == "auto":
-        from hfgen.metrics.image_quality import training_data_spec
-
-        dataset = (training_data_spec(output_dir) if os.path.isdir(output_dir) else None) or "digits"
+        dataset = folder_data(output_dir)
     attribute = dataset.get("attribute") if isinstance(dataset, dict) else None
     class_names = {0: f"not {attribute}", 1: attribute} if attribute else None
     images, labels = load_held_out_images(pipeline, dataset)

@@ -13,7 +13,14 @@ import os
 import shlex
 
 from hfgen.errors import HfgenError
-from hfgen.output_folder.layout import MODEL_CARD, SECRET_FIELDS, drop_secrets
+from hfgen.output_folder.layout import (
+    MODEL_CARD,
+    MODEL_INDEX,
+    SECRET_FIELDS,
+    drop_secrets,
+    looks_like_local_path,
+    read_json_object,
+)
 
 
 def model_card_template(name: str) -> str:
@@ -156,9 +163,7 @@ def hub_dataset_ids(datasets) -> tuple[list[str], list[str]]:
     and local paths are not Hub datasets. Returns ``(ids, tags)``."""
     ids, tags = [], []
     for name in datasets or ():
-        local = (
-            name in LOCAL_DATASETS or os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
-        )
+        local = name in LOCAL_DATASETS or os.path.exists(name) or looks_like_local_path(name)
         (tags if local else ids).append(os.path.basename(os.path.normpath(name)) if local else name)
     return ids, tags
 
@@ -166,11 +171,8 @@ def hub_dataset_ids(datasets) -> tuple[list[str], list[str]]:
 def portable_snippet(output_dir: str, repo_id: str) -> str | None:
     """The "without hfgen" loading snippet for a folder whose ``model_index.json`` names hfgen's written pipeline
     source (`hfgen.pipelines.portable`); None for a stock diffusers pipeline (its own snippet says it all)."""
-    import json
-
     try:
-        with open(os.path.join(output_dir, "model_index.json"), encoding="utf-8") as handle:
-            class_name = json.load(handle).get("_class_name")
+        class_name = read_json_object(os.path.join(output_dir, MODEL_INDEX)).get("_class_name")
     except (OSError, ValueError):
         return None
     if not isinstance(class_name, list):
