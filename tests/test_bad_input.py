@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import TINY_DDPM, tiny_ddpm_flags
+from helpers import TINY_DDPM, tiny_ddpm_flags
 from test_cli import error_line, hfgen_cli
 
 import hfgen

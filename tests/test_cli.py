@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_ddpm_flags
+from helpers import tiny_ddpm_flags
 from PIL import Image
 
 import hfgen

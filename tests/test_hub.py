@@ -12,8 +12,7 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from conftest import TINY_DDPM
-from helpers import HubRecorder
+from helpers import TINY_DDPM, HubRecorder
 from huggingface_hub import ModelCard
 
 import hfgen

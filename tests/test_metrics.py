@@ -210,7 +210,7 @@ def test_evaluate_images_reports_the_real_data_floor_next_to_each_metric(digits1
 
 @pytest.fixture(scope="module")
 def tiny_trained(tmp_path_factory):
-    from conftest import TINY_DDPM
+    from helpers import TINY_DDPM
 
     out = tmp_path_factory.mktemp("eval") / "tiny"
     hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, **TINY_DDPM)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny_ddpm_flags
+from helpers import tiny_ddpm_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DDPM
-from helpers import error_line, quiet, run_cli
+from helpers import TINY_DDPM, error_line, quiet, run_cli
 from PIL import Image
 from safetensors.torch import load_file
 
