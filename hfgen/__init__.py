@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 # do, so that `hfgen --help`, `hfgen --version` and `import hfgen` do not import torch.
 _EXPORTS = {
     "compare": "hfgen.jobs.compare",
-    "load_image_dataset": "hfgen.data.images",
-    "open_image_source": "hfgen.data.images",
+    "load_image_dataset": "hfgen.data.images.formats",
+    "open_image_source": "hfgen.data.images.source",
     "CheckpointError": "hfgen.errors",
     "DatasetError": "hfgen.errors",
     "HfgenError": "hfgen.errors",
@@ -91,7 +91,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
-    from hfgen.data.images import load_image_dataset, open_image_source
+    from hfgen.data.images.formats import load_image_dataset
+    from hfgen.data.images.source import open_image_source
     from hfgen.errors import CheckpointError, DatasetError, HfgenError, TrainingDivergedError, UnknownNameError
     from hfgen.jobs.compare import compare
     from hfgen.models import AutoencoderModel, DCGANDiscriminator, DCGANGenerator, RealNVPModel, VAEModel

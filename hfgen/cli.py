@@ -185,7 +185,7 @@ def _sample(argv: list[str]) -> None:
         output = os.path.join(folder, SAMPLES_DIR, f"{result.scheduler_name}-{result.num_inference_steps}steps.png")
     save_image_grid(result.images, output)
     if args.save_images:
-        from hfgen.data.images import tensor_to_pil
+        from hfgen.data.images.transforms import tensor_to_pil
 
         os.makedirs(args.save_images, exist_ok=True)
         for i, image in enumerate(tensor_to_pil(result.images * 2 - 1)):

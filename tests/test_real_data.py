@@ -239,7 +239,7 @@ def assert_same_weights(a: dict, b: dict):
 
 
 def test_lazy_loading_gives_bit_identical_weights_and_resumes_exactly(lazy_source, tmp_path, monkeypatch):
-    import hfgen.data.images
+    import hfgen.data.images.decoding
 
     def run(name, steps=LAZY_STEPS, **flags):
         return hfgen.train(
@@ -252,7 +252,7 @@ def test_lazy_loading_gives_bit_identical_weights_and_resumes_exactly(lazy_sourc
     def no_store(*args, **kwargs):
         raise AssertionError("--lazy_loading decoded the whole data set into memory")
 
-    monkeypatch.setattr(hfgen.data.images, "decode_images", no_store)
+    monkeypatch.setattr(hfgen.data.images.decoding, "decode_images", no_store)
     lazy = run("lazy0", lazy_loading=True, dataloader_num_workers=0)
     workers = run("lazy2", lazy_loading=True, dataloader_num_workers=2)
     for name, flag in (("memory", False), ("lazy0", True), ("lazy2", True)):
@@ -568,13 +568,13 @@ def test_cli_attribute_file_missing_images_names_them(attribute_folder, capsys, 
 
 
 def test_cli_resolution_a_gan_cannot_build_names_valid_ones(capsys, tmp_path, monkeypatch):
-    import hfgen.data.images
+    import hfgen.data.images.decoding
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("images were decoded before the resolution was checked")
 
-    monkeypatch.setattr(hfgen.data.images, "decode_images", no_decoding)
-    monkeypatch.setattr(hfgen.data.images.ImageDecoder, "decode", no_decoding)
+    monkeypatch.setattr(hfgen.data.images.decoding, "decode_images", no_decoding)
+    monkeypatch.setattr(hfgen.data.images.decoding.ImageDecoder, "decode", no_decoding)
     np.save(tmp_path / "g_images.npy", smooth_images(8, 30, 30, None))
     line = assert_refused(
         capsys, tmp_path, "dcgan", "--train_data_dir", tmp_path / "g_images.npy", "--resolution", "30"

@@ -71,12 +71,12 @@ def seeded_generator(seed) -> torch.Generator:
 
 def uploaded_image(image, sample_size: int, in_channels: int) -> torch.Tensor:
     """An upload (PIL image, `(H, W[, C])` uint8 array, or a file path) -> `(1, C, S, S)` in [-1, 1], converted like
-    the training images (`hfgen.data.images.preprocess_image`: centre crop, resize, channels).
+    the training images (`hfgen.data.images.transforms.preprocess_image`: centre crop, resize, channels).
 
     Raises:
         DemoInputError: nothing uploaded, a file that is not an image, or an array of another shape.
     """
-    from hfgen.data.images import preprocess_image
+    from hfgen.data.images.transforms import preprocess_image
 
     if image is None:
         raise DemoInputError("upload an image first")

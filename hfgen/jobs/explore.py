@@ -11,7 +11,7 @@
 - `plot_morphing`: a row of images interpolated between two held-out digits;
 - `plot_attribute_vector`: z + α·v with v = mean code of one class minus another's (White 2016's "smile vector").
 
-Images are `(N, C, H, W)` tensors in [-1, 1] (as `hfgen.data.images.images_to_tensor` returns them).
+Images are `(N, C, H, W)` tensors in [-1, 1] (as `hfgen.data.images.decoding.images_to_tensor` returns them).
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def load_held_out_images(
     Raises:
         DatasetError: for a missing or unreadable data set.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
+    from hfgen.data.images.decoding import images_to_tensor
+    from hfgen.data.images.formats import load_image_dataset
+    from hfgen.data.images.source import open_held_out_source, open_image_source
 
     config = next(  # the network's image size and channels (``vae``/``autoencoder``, ``flow``, ``unet``, ...)
         c.config

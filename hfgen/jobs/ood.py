@@ -35,7 +35,8 @@ def load_ood_images(spec: str, in_images: torch.Tensor, seed: int = 0) -> torch.
     Raises:
         DatasetError: for an unknown name, a missing path or an unreadable set.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset
+    from hfgen.data.images.decoding import images_to_tensor
+    from hfgen.data.images.formats import load_image_dataset
 
     count, channels, size = len(in_images), in_images.shape[1], in_images.shape[-1]
     if spec == "noise":
@@ -97,7 +98,8 @@ def detect_ood(output_dir: str, out_specs: list[str], in_dist: str = "digits", s
     Raises:
         HfgenError: for a folder without a likelihood (not a flow); DatasetError: unusable data.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset
+    from hfgen.data.images.decoding import images_to_tensor
+    from hfgen.data.images.formats import load_image_dataset
     from hfgen.pipelines import load_pipeline
 
     pipeline = load_pipeline(output_dir)

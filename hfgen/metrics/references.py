@@ -88,7 +88,9 @@ def load_reference_sets(
     Raises:
         DatasetError: for an unreadable reference. NotEnoughSamplesError: for a reference of fewer than 4 images.
     """
-    from hfgen.data.images import images_to_tensor, load_image_dataset, open_held_out_source, open_image_source
+    from hfgen.data.images.decoding import images_to_tensor
+    from hfgen.data.images.formats import load_image_dataset
+    from hfgen.data.images.source import open_held_out_source, open_image_source
 
     def tensor(source, crop=center_crop):
         images, _ = labelled(source, crop)

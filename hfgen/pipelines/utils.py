@@ -80,7 +80,7 @@ def preprocess_images(images, sample_size: int, in_channels: int, device=None, d
 
     Args:
         images: a tensor `(B, C, H, W)` or `(C, H, W)` already in [-1, 1], a PIL image, or a list of PIL images
-            (resized and converted like training images, see `hfgen.data.images.preprocess_image`).
+            (resized and converted like training images, see `hfgen.data.images.transforms.preprocess_image`).
 
     Raises:
         ImageShapeError: for a tensor of the wrong shape or channels, or an empty list.
@@ -91,7 +91,8 @@ def preprocess_images(images, sample_size: int, in_channels: int, device=None, d
         if not images:
             raise ImageShapeError("no images given; pass at least one image")
         if all(isinstance(im, Image.Image) for im in images):
-            from hfgen.data.images import preprocess_image  # PIL input only: a portable folder samples without it
+            # PIL input only: a portable folder samples without it
+            from hfgen.data.images.transforms import preprocess_image
 
             images = torch.from_numpy(np.stack([preprocess_image(im, sample_size, in_channels) for im in images]))
         else:

@@ -235,14 +235,9 @@ class _Trainer:
     def _load_data(self):
         """Open the training images, fix resolution and channels, let the objective check them, then hold the
         images in memory as uint8 ``(N, C, H, W)`` or (``--lazy_loading``) decode them per batch with a DataLoader."""
-        from hfgen.data.images import (
-            DIGITS_RESOLUTION,
-            ImageDecoder,
-            decode_images,
-            open_image_source,
-            readable_images,
-            resolve_held_out_size,
-        )
+        from hfgen.data.images.decoding import ImageDecoder, decode_images, readable_images
+        from hfgen.data.images.formats import DIGITS_RESOLUTION
+        from hfgen.data.images.source import open_image_source, resolve_held_out_size
 
         data = self.data_args
         with self.accelerator.main_process_first():
@@ -329,7 +324,7 @@ class _Trainer:
 
     def _images_at(self, indices) -> torch.Tensor:
         """Training images ``indices`` as float32 ``(B, C, H, W)`` in [-1, 1] (decoded now when lazy)."""
-        from hfgen.data.images import uint8_to_float
+        from hfgen.data.images.transforms import uint8_to_float
 
         if self.images is not None:
             return uint8_to_float(self.images[torch.as_tensor(indices)])
@@ -353,7 +348,7 @@ class _Trainer:
     def _batch(self, micro_index: int) -> torch.Tensor:
         if self.images is not None:
             return self._images_at(self._batch_indices(micro_index)).to(self.accelerator.device)
-        from hfgen.data.images import uint8_to_float
+        from hfgen.data.images.transforms import uint8_to_float
 
         if self._loader_next != micro_index:  # first batch, or a jump (resume): restart the loader there
             self._close_loader()
@@ -631,7 +626,7 @@ class _Trainer:
         import dataclasses
         import platform
 
-        from hfgen.data.images import resolve_held_out_size
+        from hfgen.data.images.source import resolve_held_out_size
         from hfgen.output_folder.model_card import hub_id_placeholder, library_versions, training_command
 
         context, args, data_args = self.context, self.args, self.data_args
@@ -869,7 +864,7 @@ class _Trainer:
                 images = self._batch(index)
                 generator = self._noise_generator(index)
                 if self.data_args.random_flip:
-                    from hfgen.data.images import random_hflip
+                    from hfgen.data.images.transforms import random_hflip
 
                     images = random_hflip(images, generator)
                 with contextlib.ExitStack() as stack:

@@ -56,6 +56,108 @@ def _available_splits(base: str) -> list[str]:
     return [match.group(1) for match in found if match]
 
 
+def _checked_max_questions(max_questions) -> int | None:
+    """``max_questions`` as an int (None stays None); ConfigurationError unless it is a positive integer."""
+    if max_questions is not None and (int(max_questions) != max_questions or max_questions < 1):
+        raise ConfigurationError(f"max_questions must be a positive integer or None, got {max_questions!r}")
+    return None if max_questions is None else int(max_questions)
+
+
+def _split_paths(base: str, split: str) -> tuple[str, str]:
+    """``(questions file, image folder)`` of ``split`` under ``base``; DatasetError naming the one that is missing."""
+    questions_path = os.path.join(base, "questions", f"CLEVR_{split}_questions.json")
+    if not os.path.isfile(questions_path):
+        splits = _available_splits(base)
+        hint = (
+            f"available splits: {', '.join(splits)}"
+            if splits
+            else f"{base!r} does not look like a {CLEVR_FOLDER} folder (no questions/CLEVR_*_questions.json); pass "
+            f"the folder that holds questions/ and images/, unzipped from {CLEVR_DOWNLOAD_URL} or written by "
+            "make_clevr_dataset"
+        )
+        raise DatasetError(f"no questions file for CLEVR split {split!r}: expected {questions_path}; {hint}")
+    image_dir = os.path.join(base, "images", split)
+    if not os.path.isdir(image_dir):
+        raise DatasetError(
+            f"no image folder for CLEVR split {split!r}: expected {image_dir} next to {questions_path}; unzip the "
+            "images of that split there"
+        )
+    return questions_path, image_dir
+
+
+def _read_questions(questions_path: str, split: str) -> list:
+    """The ``questions`` list of a CLEVR questions file; DatasetError when unreadable, not CLEVR JSON or empty."""
+    try:
+        with open(questions_path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{questions_path}: cannot read as CLEVR questions JSON ({err})") from None
+    questions = data.get("questions") if isinstance(data, dict) else data
+    if not isinstance(questions, list):
+        raise DatasetError(f"{questions_path}: expected a JSON object with a 'questions' list, as CLEVR writes")
+    if not questions:
+        raise DatasetError(f"{questions_path} holds zero questions; regenerate or re-extract split {split!r}")
+    return questions
+
+
+def _question_columns(
+    questions: list, order, split: str, questions_path: str, image_dir: str
+) -> tuple[dict[str, list], list[str], int]:
+    """The `load_clevr` columns of the questions at ``order``, the image files they name that do not exist, and the
+    number of questions without an answer; DatasetError for a question without text or image."""
+    existing = set(os.listdir(image_dir))
+    columns: dict[str, list] = {
+        "image": [],
+        "question": [],
+        "answer": [],
+        "question_family_index": [],
+        "image_filename": [],
+        "question_type": [],
+    }
+    missing_images, missing_answers = [], 0
+    for i in order:
+        entry = questions[i]
+        if not isinstance(entry, dict) or "question" not in entry:
+            raise DatasetError(f"{questions_path}: question {i} has no 'question' text")
+        filename = entry.get("image_filename")
+        if filename is None:
+            if "image_index" not in entry:
+                raise DatasetError(f"{questions_path}: question {i} names no image (no image_filename/image_index)")
+            filename = f"CLEVR_{split}_{int(entry['image_index']):06d}.png"
+        if filename not in existing:
+            missing_images.append(filename)
+            continue
+        answer = entry.get("answer")
+        missing_answers += answer is None
+        if "program" in entry and entry["program"]:
+            question_type = question_type_from_program(entry["program"])
+        else:
+            question_type = entry.get("question_type") or "unknown"
+        columns["image"].append(os.path.abspath(os.path.join(image_dir, filename)))
+        columns["question"].append(str(entry["question"]))
+        columns["answer"].append(None if answer is None else str(answer))
+        columns["question_family_index"].append(int(entry.get("question_family_index", -1)))
+        columns["image_filename"].append(filename)
+        columns["question_type"].append(str(question_type))
+    return columns, missing_images, missing_answers
+
+
+def _clevr_features():
+    """The `datasets.Features` of `load_clevr`'s rows (images decoded to RGB on access)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "image": datasets.Image(mode="RGB"),
+            "question": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "question_family_index": datasets.Value("int64"),
+            "image_filename": datasets.Value("string"),
+            "question_type": datasets.Value("string"),
+        }
+    )
+
+
 def load_clevr(
     root: str | os.PathLike,
     split: str = "train",
@@ -94,76 +196,14 @@ def load_clevr(
     """
     import datasets
 
-    if max_questions is not None and (int(max_questions) != max_questions or max_questions < 1):
-        raise ConfigurationError(f"max_questions must be a positive integer or None, got {max_questions!r}")
-    max_questions = None if max_questions is None else int(max_questions)
+    max_questions = _checked_max_questions(max_questions)
     base = _resolve_clevr_root(root)
-    questions_path = os.path.join(base, "questions", f"CLEVR_{split}_questions.json")
-    if not os.path.isfile(questions_path):
-        splits = _available_splits(base)
-        hint = (
-            f"available splits: {', '.join(splits)}"
-            if splits
-            else f"{base!r} does not look like a {CLEVR_FOLDER} folder (no questions/CLEVR_*_questions.json); pass "
-            f"the folder that holds questions/ and images/, unzipped from {CLEVR_DOWNLOAD_URL} or written by "
-            "make_clevr_dataset"
-        )
-        raise DatasetError(f"no questions file for CLEVR split {split!r}: expected {questions_path}; {hint}")
-    image_dir = os.path.join(base, "images", split)
-    if not os.path.isdir(image_dir):
-        raise DatasetError(
-            f"no image folder for CLEVR split {split!r}: expected {image_dir} next to {questions_path}; unzip the "
-            "images of that split there"
-        )
-    try:
-        with open(questions_path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{questions_path}: cannot read as CLEVR questions JSON ({err})") from None
-    questions = data.get("questions") if isinstance(data, dict) else data
-    if not isinstance(questions, list):
-        raise DatasetError(f"{questions_path}: expected a JSON object with a 'questions' list, as CLEVR writes")
-    if not questions:
-        raise DatasetError(f"{questions_path} holds zero questions; regenerate or re-extract split {split!r}")
-
+    questions_path, image_dir = _split_paths(base, split)
+    questions = _read_questions(questions_path, split)
     order = range(len(questions))
     if max_questions is not None and max_questions < len(questions):
         order = np.sort(np.random.default_rng(seed).permutation(len(questions))[:max_questions]).tolist()
-
-    existing = set(os.listdir(image_dir))
-    columns: dict[str, list] = {
-        "image": [],
-        "question": [],
-        "answer": [],
-        "question_family_index": [],
-        "image_filename": [],
-        "question_type": [],
-    }
-    missing_images, missing_answers = [], 0
-    for i in order:
-        entry = questions[i]
-        if not isinstance(entry, dict) or "question" not in entry:
-            raise DatasetError(f"{questions_path}: question {i} has no 'question' text")
-        filename = entry.get("image_filename")
-        if filename is None:
-            if "image_index" not in entry:
-                raise DatasetError(f"{questions_path}: question {i} names no image (no image_filename/image_index)")
-            filename = f"CLEVR_{split}_{int(entry['image_index']):06d}.png"
-        if filename not in existing:
-            missing_images.append(filename)
-            continue
-        answer = entry.get("answer")
-        missing_answers += answer is None
-        if "program" in entry and entry["program"]:
-            question_type = question_type_from_program(entry["program"])
-        else:
-            question_type = entry.get("question_type") or "unknown"
-        columns["image"].append(os.path.abspath(os.path.join(image_dir, filename)))
-        columns["question"].append(str(entry["question"]))
-        columns["answer"].append(None if answer is None else str(answer))
-        columns["question_family_index"].append(int(entry.get("question_family_index", -1)))
-        columns["image_filename"].append(filename)
-        columns["question_type"].append(str(question_type))
+    columns, missing_images, missing_answers = _question_columns(questions, order, split, questions_path, image_dir)
     if missing_images:
         distinct = sorted(set(missing_images))
         raise DatasetError(
@@ -176,17 +216,7 @@ def load_clevr(
             f"{missing_answers} question(s) of CLEVR split {split!r} have no answer ({questions_path}); CLEVR's test "
             "answers are not public: train and evaluate on 'train' and 'val'"
         )
-    features = datasets.Features(
-        {
-            "image": datasets.Image(mode="RGB"),
-            "question": datasets.Value("string"),
-            "answer": datasets.Value("string"),
-            "question_family_index": datasets.Value("int64"),
-            "image_filename": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-        }
-    )
-    return datasets.Dataset.from_dict(columns, features=features)
+    return datasets.Dataset.from_dict(columns, features=_clevr_features())
 
 
 def split_clevr_by_image(
@@ -228,11 +258,7 @@ def split_clevr_by_image(
     with open(os.path.join(base, "questions", f"CLEVR_{split}_questions.json"), encoding="utf-8") as handle:
         data = json.load(handle)
     questions = data["questions"] if isinstance(data, dict) else data
-
-    def image_of(question: dict) -> str:
-        return question.get("image_filename") or f"CLEVR_{split}_{int(question['image_index']):06d}.png"
-
-    images = sorted({image_of(q) for q in questions})
+    images = sorted({_image_of(q, split) for q in questions})
     if not 1 <= num_held_out_images < len(images):
         raise ConfigurationError(
             f"num_held_out_images must be between 1 and {len(images) - 1} (the split has {len(images)} images), "
@@ -244,36 +270,52 @@ def split_clevr_by_image(
     chosen = np.random.default_rng(seed).permutation(len(images))[:num_held_out_images]
     held_out = {images[i] for i in chosen}
     part_of = {name: ("val" if name in held_out else "train") for name in images}
-    scenes_path = os.path.join(base, "scenes", f"CLEVR_{split}_scenes.json")
-    scenes = None
-    if os.path.isfile(scenes_path):
-        with open(scenes_path, encoding="utf-8") as handle:
-            scenes = json.load(handle)
+    scenes = _read_scenes(os.path.join(base, "scenes", f"CLEVR_{split}_scenes.json"))
     info = data.get("info", {}) if isinstance(data, dict) else {}
     summary = {"output_dir": output_dir}
     for part in ("train", "val"):
         names = [name for name in images if part_of[name] == part]
-        folder = os.path.join(output_dir, "images", part)
-        os.makedirs(folder, exist_ok=True)
-        for name in names:
-            source, target = os.path.abspath(os.path.join(base, "images", split, name)), os.path.join(folder, name)
-            try:
-                os.symlink(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-        kept = [q for q in questions if part_of[image_of(q)] == part]
+        _link_images(os.path.join(base, "images", split), names, os.path.join(output_dir, "images", part))
+        kept = [q for q in questions if part_of[_image_of(q, split)] == part]
         part_info = {**info, "split_of": f"{split} ({len(images)} images)", "held_out_seed": seed}
-        os.makedirs(os.path.join(output_dir, "questions"), exist_ok=True)
-        with open(os.path.join(output_dir, "questions", f"CLEVR_{part}_questions.json"), "w") as handle:
-            json.dump({"info": part_info, "questions": kept}, handle)
+        _write_part(output_dir, "questions", part, {"info": part_info, "questions": kept})
         if scenes is not None:
             entries = scenes["scenes"] if isinstance(scenes, dict) else scenes
             kept_scenes = [entry for entry in entries if part_of.get(entry.get("image_filename")) == part]
-            os.makedirs(os.path.join(output_dir, "scenes"), exist_ok=True)
-            with open(os.path.join(output_dir, "scenes", f"CLEVR_{part}_scenes.json"), "w") as handle:
-                json.dump({"info": part_info, "scenes": kept_scenes}, handle)
+            _write_part(output_dir, "scenes", part, {"info": part_info, "scenes": kept_scenes})
         summary[part] = {"images": len(names), "questions": len(kept)}
     return summary
+
+
+def _image_of(question: dict, split: str) -> str:
+    """The image file name of a CLEVR question (from ``image_index`` when it has no ``image_filename``)."""
+    return question.get("image_filename") or f"CLEVR_{split}_{int(question['image_index']):06d}.png"
+
+
+def _read_scenes(scenes_path: str):
+    """The parsed CLEVR scenes file at ``scenes_path``, or None when there is none."""
+    if not os.path.isfile(scenes_path):
+        return None
+    with open(scenes_path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _link_images(source_dir: str, names: list[str], folder: str) -> None:
+    """Symbolic links in ``folder`` (created) to the images ``names`` of ``source_dir``; copies where links fail."""
+    os.makedirs(folder, exist_ok=True)
+    for name in names:
+        source, target = os.path.abspath(os.path.join(source_dir, name)), os.path.join(folder, name)
+        try:
+            os.symlink(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+
+def _write_part(output_dir: str, kind: str, part: str, payload: dict) -> None:
+    """Write ``payload`` as ``output_dir/{kind}/CLEVR_{part}_{kind}.json`` (``kind``: questions or scenes)."""
+    os.makedirs(os.path.join(output_dir, kind), exist_ok=True)
+    with open(os.path.join(output_dir, kind, f"CLEVR_{part}_{kind}.json"), "w") as handle:
+        json.dump(payload, handle)
 
 
 __all__ = [

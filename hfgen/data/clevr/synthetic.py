@@ -9,6 +9,7 @@ import os
 import random
 import re
 from collections import Counter
+from dataclasses import dataclass
 from itertools import combinations
 
 from hfgen.data.clevr.questions import FAMILIES, answer_question, question_text, select_objects
@@ -215,6 +216,122 @@ def _check_output_dir(output_dir: str) -> None:
             )
 
 
+# CLEVR's unit vectors of each direction in its scene files (the same in every scene)
+_DIRECTIONS = {
+    "left": [-1.0, 0.0, 0.0],
+    "right": [1.0, 0.0, 0.0],
+    "behind": [0.0, 1.0, 0.0],
+    "front": [0.0, -1.0, 0.0],
+    "above": [0.0, 0.0, 1.0],
+    "below": [0.0, 0.0, -1.0],
+}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every image of one `make_clevr_dataset` call shares."""
+
+    seed: int
+    width: int
+    height: int
+    questions_per_image: int
+    min_objects: int
+    max_objects: int
+    margin: float  # pixels between centres for a spatial relation, scaled with the image
+
+
+def _checked_arguments(
+    num_images: int,
+    val_fraction: float,
+    image_size: tuple[int, int],
+    questions_per_image: int,
+    min_objects: int,
+    max_objects: int,
+) -> tuple[int, int]:
+    """``(width, height)`` of ``image_size``; ConfigurationError for a `make_clevr_dataset` argument out of range."""
+    width, height = (int(v) for v in image_size)
+    if num_images < 1:
+        raise ConfigurationError(f"num_images must be at least 1, got {num_images}")
+    if not 0 <= val_fraction < 1:
+        raise ConfigurationError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    if questions_per_image < 1:
+        raise ConfigurationError(f"questions_per_image must be at least 1, got {questions_per_image}")
+    if not 1 <= min_objects <= max_objects <= 10:
+        raise ConfigurationError(f"need 1 <= min_objects <= max_objects <= 10, got {min_objects}, {max_objects}")
+    if width < 120 or height < 80:
+        raise ConfigurationError(f"image_size must be at least (120, 80) pixels, got {image_size}")
+    return width, height
+
+
+def _split_counts(num_images: int, val_fraction: float) -> dict[str, int]:
+    """Images per split, ``{"train": n, "val": round(num_images * val_fraction)}``; ConfigurationError when n < 1."""
+    num_val = round(num_images * val_fraction)
+    counts = {"train": num_images - num_val, "val": num_val}
+    if counts["train"] < 1:
+        raise ConfigurationError(f"val_fraction={val_fraction} leaves no training image out of {num_images}")
+    return counts
+
+
+def _write_split(output_dir: str, split: str, count: int, settings: _Settings) -> list[dict]:
+    """Draw and write the ``count`` images of ``split``, its questions and scenes files; returns the questions."""
+    image_dir = os.path.join(output_dir, "images", split)
+    os.makedirs(image_dir, exist_ok=True)
+    for name in os.listdir(image_dir):  # earlier generated images beyond this run's count
+        if re.fullmatch(rf"CLEVR_{split}_(\d{{6}})\.png", name) and int(name[-10:-4]) >= count:
+            os.remove(os.path.join(image_dir, name))
+    info = {
+        "split": split,
+        "version": "1.0",
+        "license": "Creative Commons Attribution (CC BY 4.0)",
+        "generator": GENERATOR_NAME,
+        "seed": settings.seed,
+        "image_size": [settings.width, settings.height],
+    }
+    scenes, questions = [], []
+    for index in range(count):
+        scene, asked = _draw_image(image_dir, split, index, settings)
+        scenes.append(scene)
+        for text, spec, family in asked:
+            questions.append(
+                {
+                    "image_index": index,
+                    "split": split,
+                    "image_filename": scene["image_filename"],
+                    "question": text,
+                    "answer": answer_question(scene, spec),
+                    "question_family_index": family,
+                    "question_index": len(questions),
+                    "question_type": spec["kind"],
+                }
+            )
+    for folder, payload in (("questions", {"questions": questions}), ("scenes", {"scenes": scenes})):
+        os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
+        with open(os.path.join(output_dir, folder, f"CLEVR_{split}_{folder}.json"), "w", encoding="utf-8") as f:
+            json.dump({"info": info, **payload}, f)
+    return questions
+
+
+def _draw_image(
+    image_dir: str, split: str, index: int, settings: _Settings
+) -> tuple[dict, list[tuple[str, dict, int]]]:
+    """Scene ``index`` of ``split`` (rendered into ``image_dir``) and its (question, spec, family) triples."""
+    rng = random.Random(f"hfgen-clevr/{settings.seed}/{split}/{index}")
+    filename = f"CLEVR_{split}_{index:06d}.png"
+    objects = make_scene(rng, settings.width, settings.height, settings.min_objects, settings.max_objects)
+    scene = {
+        "split": split,
+        "image_index": index,
+        "image_filename": filename,
+        "objects": objects,
+        "relationships": relationships_of(objects, settings.margin),
+        "directions": _DIRECTIONS,
+    }
+    render_scene(objects, settings.width, settings.height).save(os.path.join(image_dir, filename))
+    count = settings.questions_per_image
+    kinds = [QUESTION_TYPES[(index * count + q) % len(QUESTION_TYPES)] for q in range(count)]
+    return scene, _questions_for_scene(scene, rng, kinds, count)
+
+
 def make_clevr_dataset(
     output_dir: str | os.PathLike,
     num_images: int = 300,
@@ -272,82 +389,16 @@ def make_clevr_dataset(
         DatasetError: ``output_dir`` already holds a CLEVR set that this function did not write.
     """
     output_dir = os.fspath(output_dir)
-    width, height = (int(v) for v in image_size)
-    if num_images < 1:
-        raise ConfigurationError(f"num_images must be at least 1, got {num_images}")
-    if not 0 <= val_fraction < 1:
-        raise ConfigurationError(f"val_fraction must lie in [0, 1), got {val_fraction}")
-    if questions_per_image < 1:
-        raise ConfigurationError(f"questions_per_image must be at least 1, got {questions_per_image}")
-    if not 1 <= min_objects <= max_objects <= 10:
-        raise ConfigurationError(f"need 1 <= min_objects <= max_objects <= 10, got {min_objects}, {max_objects}")
-    if width < 120 or height < 80:
-        raise ConfigurationError(f"image_size must be at least (120, 80) pixels, got {image_size}")
+    width, height = _checked_arguments(
+        num_images, val_fraction, image_size, questions_per_image, min_objects, max_objects
+    )
     _check_output_dir(output_dir)
-
-    num_val = round(num_images * val_fraction)
-    counts = {"train": num_images - num_val, "val": num_val}
-    if counts["train"] < 1:
-        raise ConfigurationError(f"val_fraction={val_fraction} leaves no training image out of {num_images}")
-    scale = min(width / IMAGE_SIZE[0], height / IMAGE_SIZE[1])
-    margin = RELATION_MARGIN * scale
-    directions = {
-        "left": [-1.0, 0.0, 0.0],
-        "right": [1.0, 0.0, 0.0],
-        "behind": [0.0, 1.0, 0.0],
-        "front": [0.0, -1.0, 0.0],
-        "above": [0.0, 0.0, 1.0],
-        "below": [0.0, 0.0, -1.0],
-    }
+    counts = _split_counts(num_images, val_fraction)
+    margin = RELATION_MARGIN * min(width / IMAGE_SIZE[0], height / IMAGE_SIZE[1])
+    settings = _Settings(seed, width, height, questions_per_image, min_objects, max_objects, margin)
     summary: dict = {"output_dir": output_dir, "seed": seed, "splits": {}, "question_types": Counter()}
     for split, count in counts.items():
-        image_dir = os.path.join(output_dir, "images", split)
-        os.makedirs(image_dir, exist_ok=True)
-        for name in os.listdir(image_dir):  # earlier generated images beyond this run's count
-            if re.fullmatch(rf"CLEVR_{split}_(\d{{6}})\.png", name) and int(name[-10:-4]) >= count:
-                os.remove(os.path.join(image_dir, name))
-        info = {
-            "split": split,
-            "version": "1.0",
-            "license": "Creative Commons Attribution (CC BY 4.0)",
-            "generator": GENERATOR_NAME,
-            "seed": seed,
-            "image_size": [width, height],
-        }
-        scenes, questions = [], []
-        for index in range(count):
-            rng = random.Random(f"hfgen-clevr/{seed}/{split}/{index}")
-            filename = f"CLEVR_{split}_{index:06d}.png"
-            objects = make_scene(rng, width, height, min_objects, max_objects)
-            scene = {
-                "split": split,
-                "image_index": index,
-                "image_filename": filename,
-                "objects": objects,
-                "relationships": relationships_of(objects, margin),
-                "directions": directions,
-            }
-            scenes.append(scene)
-            render_scene(objects, width, height).save(os.path.join(image_dir, filename))
-            start = index * questions_per_image
-            kinds = [QUESTION_TYPES[(start + q) % len(QUESTION_TYPES)] for q in range(questions_per_image)]
-            for text, spec, family in _questions_for_scene(scene, rng, kinds, questions_per_image):
-                questions.append(
-                    {
-                        "image_index": index,
-                        "split": split,
-                        "image_filename": filename,
-                        "question": text,
-                        "answer": answer_question(scene, spec),
-                        "question_family_index": family,
-                        "question_index": len(questions),
-                        "question_type": spec["kind"],
-                    }
-                )
-        for folder, payload in (("questions", {"questions": questions}), ("scenes", {"scenes": scenes})):
-            os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
-            with open(os.path.join(output_dir, folder, f"CLEVR_{split}_{folder}.json"), "w", encoding="utf-8") as f:
-                json.dump({"info": info, **payload}, f)
+        questions = _write_split(output_dir, split, count, settings)
         types = Counter(q["question_type"] for q in questions)
         summary["question_types"].update(types)
         summary["splits"][split] = {

@@ -58,7 +58,8 @@ class RealNVPObjective(Objective):
         self.held_out = None
         data = context.data_args
         if data.train_data_dir is None and data.dataset_name in (None, "digits"):
-            from hfgen.data.images import images_to_tensor, load_image_dataset
+            from hfgen.data.images.decoding import images_to_tensor
+            from hfgen.data.images.formats import load_image_dataset
 
             self.held_out, _ = images_to_tensor(
                 load_image_dataset("digits", split="test"), context.resolution, context.num_channels
