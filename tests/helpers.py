@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules (the tiny DDPM settings, functions and the Hub stand-in; fixtures live in conftest.py)."""
+"""Helpers shared by the test modules: the tiny DDPM settings, functions, the Hub stand-in (fixtures: conftest.py)."""
 
 from __future__ import annotations
 

@@ -54,21 +54,48 @@ FAMILY_SETTINGS = {
 }
 
 
-def launch_worker(tmp_path, model: str, name: str, **kwargs) -> dict:
-    """Train under `accelerate launch --num_processes 2 --cpu`; return {rank: digest record}."""
+def family_settings(model: str, **kwargs) -> dict:
+    return {"resolution": 8, "train_batch_size": 8, "num_sample_images": 4, "logger": "none",
+            "save_images_steps": 10_000, "seed": 0, **FAMILY_SETTINGS[model], **kwargs}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """Every family trained to step 4 under `accelerate launch --num_processes 2 --cpu`, then resumed from its step-2
+    checkpoint into another folder, all in one launch.
+
+    Returns {model: {"whole"|"resumed": (folder, {rank: digest record})}}."""
+    root = tmp_path_factory.mktemp("two-processes")
+    jobs = []
+    for model in sorted(FAMILY_SETTINGS):
+        whole, resumed = root / model / "whole", root / model / "resumed"
+        common = dict(max_train_steps=4, checkpointing_steps=2)
+        jobs.append({"name": f"{model}-whole", "model": model,
+                     "kwargs": family_settings(model, output_dir=str(whole), **common)})  # fmt: skip
+        checkpoint = str(whole / "checkpoints" / "checkpoint-2")
+        jobs.append({"name": f"{model}-resumed", "model": model,
+                     "kwargs": family_settings(model, output_dir=str(resumed), resume_from_checkpoint=checkpoint,
+                                               **common)})  # fmt: skip
+    (root / "jobs.json").write_text(json.dumps(jobs))
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    digests = tmp_path / f"digests-{name}"
-    settings = {"resolution": 8, "train_batch_size": 8, "num_sample_images": 4, "logger": "none",
-                "save_images_steps": 10_000, "seed": 0, **FAMILY_SETTINGS[model], **kwargs}  # fmt: skip
     command = [
         accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", os.path.join(REPO, "tests", "multiprocess_worker.py"), model, json.dumps(settings),
-        str(digests),
+        "--dynamo_backend", "no", os.path.join(REPO, "tests", "multiprocess_worker.py"), str(root / "jobs.json"),
+        str(root / "digests"),
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {path.stem: json.loads(path.read_text()) for path in sorted(digests.glob("rank*.json"))}
+
+    def ranks(name):
+        return {
+            path.stem: json.loads(path.read_text()) for path in sorted((root / "digests" / name).glob("rank*.json"))
+        }
+
+    return {
+        model: {part: (root / model / part, ranks(f"{model}-{part}")) for part in ("whole", "resumed")}
+        for model in FAMILY_SETTINGS
+    }
 
 
 def saved_weights(folder) -> dict:
@@ -78,20 +105,17 @@ def saved_weights(folder) -> dict:
 
 
 @pytest.mark.parametrize("model", sorted(FAMILY_SETTINGS))
-def test_two_processes_end_identical_and_resume_exactly(tmp_path, model):
-    whole = tmp_path / "whole"
-    ranks = launch_worker(tmp_path, model, "whole", output_dir=str(whole), max_train_steps=4, checkpointing_steps=2)
+def test_two_processes_end_identical_and_resume_exactly(two_process_runs, model):
+    whole, ranks = two_process_runs[model]["whole"]
     assert set(ranks) == {"rank0", "rank1"}, "both processes must train"
     assert ranks["rank0"]["digest"] == ranks["rank1"]["digest"], f"{model}: the ranks' weights differ"
-    assert ranks["rank0"]["global_step"] == 4
+    assert ranks["rank0"]["global_step"] == 4 and ranks["rank0"]["steps_run"] == 4
     args = json.load(open(whole / "training_args.json"))
     assert args["num_processes"] == 2
-    # resume the 2-process run from its step-2 checkpoint in another folder: the same weights at step 4
-    resumed = tmp_path / "resumed"
-    checkpoint = str(whole / "checkpoints" / "checkpoint-2")
-    ranks = launch_worker(tmp_path, model, "resumed", output_dir=str(resumed), max_train_steps=4,
-                          checkpointing_steps=2, resume_from_checkpoint=checkpoint)  # fmt: skip
-    assert ranks["rank0"]["digest"] == ranks["rank1"]["digest"]
+    # the 2-process run resumed from its step-2 checkpoint in another folder: the same weights at step 4
+    resumed, ranks = two_process_runs[model]["resumed"]
+    assert set(ranks) == {"rank0", "rank1"} and ranks["rank0"]["digest"] == ranks["rank1"]["digest"]
+    assert ranks["rank0"]["steps_run"] == 2, "the resumed run trains steps 3 and 4 only"
     expected, got = saved_weights(whole), saved_weights(resumed)
     assert expected and set(expected) == set(got)
     for key in expected:
