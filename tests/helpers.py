@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import huggingface_hub
@@ -54,8 +59,42 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
-def error_line(code: int, err: str) -> str:
-    """The single `hfgen: error:` line of a failed command (exit code 2, no traceback, printed last)."""
+def hfgen_cli(*args) -> subprocess.CompletedProcess:
+    """`hfgen ARGS` run in this process (no interpreter and torch start-up per call), its output captured: a
+    `subprocess.CompletedProcess` with ``returncode``, ``stdout`` and ``stderr``, as `hfgen_subprocess` returns. An
+    exception that escapes `main` is raised here (in a subprocess it would be a traceback and exit code 1)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return subprocess.CompletedProcess(["hfgen", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
+
+
+# One OpenMP thread: the tiny models are not faster on two, and two threads stall badly when another process
+# (a parallel test worker) holds the second core.
+SUBPROCESS_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def hfgen_subprocess(*args, timeout=240) -> subprocess.CompletedProcess:
+    """`python -m hfgen ARGS` in a subprocess, as a user runs it: for tests where the process itself is the point
+    (start-up, exit codes, kills, environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hfgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=SUBPROCESS_ENV,
+        timeout=timeout,
+    )
+
+
+def error_line(code: int | subprocess.CompletedProcess, err: str | None = None) -> str:
+    """The single `hfgen: error:` line of a failed command (exit code 2, no traceback, printed last), from
+    ``(exit code, stderr)`` or a `subprocess.CompletedProcess`."""
+    if isinstance(code, subprocess.CompletedProcess):
+        code, err = code.returncode, code.stderr
     assert code == 2, f"exit code {code}\n{err}"
     assert "Traceback" not in err, err
     lines = [line for line in re.split(r"[\r\n]+", err) if line.strip()]

@@ -5,8 +5,7 @@ import json
 import math
 
 import pytest
-from helpers import TINY_DDPM, tiny_ddpm_flags
-from test_cli import error_line, hfgen_cli
+from helpers import TINY_DDPM, error_line, hfgen_cli, tiny_ddpm_flags
 
 import hfgen
 from hfgen.training.arguments import TrainingArguments

@@ -1,43 +1,20 @@
-"""The `hfgen` command line, run as a user runs it: `python -m hfgen ...` in a subprocess."""
+"""The `hfgen` command line: the acceptance command and `--help` as a user runs them (`python -m hfgen ...` in a
+subprocess), the rest through `hfgen.cli.main` in this process."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_ddpm_flags
+from helpers import error_line, hfgen_cli, hfgen_subprocess, tiny_ddpm_flags
 from PIL import Image
 
 import hfgen
 from hfgen.data.images import DIGITS_RESOLUTION
 from hfgen.training.objectives.ddpm import DDPMObjective
-
-# One OpenMP thread: the tiny models are not faster on two, and two threads stall badly when another process
-# (a parallel test run) holds the second core.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def hfgen_cli(*args, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hfgen", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout
-    )
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The single `hfgen: error:` line of a failed run (exit code 2, no traceback)."""
-    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
-    errors = [line for line in lines if line.startswith("hfgen: error:")]
-    assert len(errors) == 1, result.stderr
-    assert lines[-1] == errors[0], "the error is the last thing printed"
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +22,7 @@ def trained(tmp_path_factory) -> Path:
     """The acceptance command: the default UNet at the default resolution (16), 20 steps on digits."""
     output_dir = tmp_path_factory.mktemp("cli") / "ddpm-digits"
     command = "train ddpm --max_train_steps 20 --train_batch_size 16 --output_dir OUTPUT_DIR --logger none".split()
-    result = hfgen_cli(*[output_dir if arg == "OUTPUT_DIR" else arg for arg in command])
+    result = hfgen_subprocess(*[output_dir if arg == "OUTPUT_DIR" else arg for arg in command])
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     return output_dir
@@ -253,7 +230,7 @@ def test_resuming_from_the_named_good_checkpoint_trains_on(diverged, tmp_path):
 
 
 def test_help():
-    result = hfgen_cli("--help")
+    result = hfgen_subprocess("--help")
     assert result.returncode == 0, result.stderr
     assert "train MODEL" in result.stdout and "sample OUTPUT_DIR" in result.stdout
     assert "ddpm" in result.stdout

@@ -4,7 +4,7 @@ import json
 import math
 
 import pytest
-from test_cli import error_line, hfgen_cli
+from helpers import error_line, hfgen_cli
 
 from hfgen.jobs.compare import _convert, _typed_flags, parse_family_flags, trilemma_scores
 from hfgen.training.objectives import get_objective
@@ -21,7 +21,7 @@ def _rows(folder):
 def test_compare_trains_measures_reuses_and_retrains(tmp_path):
     out = tmp_path / "c"
     flags = ["--models", "vae,dcgan", "--max_train_steps", "30", "--num_images", "100", "--output_dir", out]
-    first = hfgen_cli("compare", *flags, timeout=600)
+    first = hfgen_cli("compare", *flags)
     assert first.returncode == 0, first.stderr
     for name in ("compare.md", "compare.json", "trilemma.png", "samples.png"):
         assert (out / name).stat().st_size > 0, name
@@ -40,18 +40,18 @@ def test_compare_trains_measures_reuses_and_retrains(tmp_path):
     assert "vae (" in first.stdout and "real-data floor" in first.stdout
     assert "vae: start" in first.stderr and "dcgan: done" in first.stderr
 
-    again = hfgen_cli("compare", *flags, timeout=600)
+    again = hfgen_cli("compare", *flags)
     assert again.returncode == 0, again.stderr
     reused = _rows(out)
     assert all(row["reused"] for row in reused)
     assert "Training" not in again.stderr  # no progress bar of the training loop: nothing trained
     assert [row["fid"] for row in reused] == pytest.approx([row["fid"] for row in rows])  # same folder, same seed
 
-    changed = hfgen_cli("compare", *flags[:3], "31", *flags[4:], timeout=600)  # other settings, same folders
+    changed = hfgen_cli("compare", *flags[:3], "31", *flags[4:])  # other settings, same folders
     assert changed.returncode == 1  # every family refused: reusing would mix two runs
     assert _rows(out)[0]["status"] == "failed" and "--retrain" in _rows(out)[0]["error"]
 
-    retrained = hfgen_cli("compare", *flags, "--models", "dcgan", "--retrain", timeout=600)
+    retrained = hfgen_cli("compare", *flags, "--models", "dcgan", "--retrain")
     assert retrained.returncode == 0, retrained.stderr
     assert _rows(out)[0]["reused"] is False
 
@@ -60,13 +60,13 @@ def test_a_failing_family_fails_alone(tmp_path):
     out = tmp_path / "c"
     flags = ["--models", "vae,dcgan", "--max_train_steps", "10", "--num_images", "70", "--output_dir", out,
              "--family_flags", "vae.latent_dim=0"]  # fmt: skip
-    result = hfgen_cli("compare", *flags, timeout=600)
+    result = hfgen_cli("compare", *flags)
     assert result.returncode == 0, result.stderr
     vae, dcgan = _rows(out)
     assert vae["status"] == "failed" and "latent_dim" in vae["error"]
     assert dcgan["status"] == "ok" and dcgan["fid"] > 0
     assert "failed: " in (out / "compare.md").read_text()
-    strict = hfgen_cli("compare", *flags, "--strict", timeout=600)
+    strict = hfgen_cli("compare", *flags, "--strict")
     assert strict.returncode == 1 and "1 family failed: vae" in strict.stderr
 
 
