@@ -1,4 +1,5 @@
-"""Command-line arguments of `hfgen train`, as dataclasses parsed by `transformers.HfArgumentParser`.
+"""Command-line arguments of `hfgen train`, as dataclasses parsed by `transformers.HfArgumentParser`, and the
+Python API's keyword arguments split into them (`parse_train_kwargs`).
 
 Flag names follow diffusers' ``examples/unconditional_image_generation/train_unconditional.py``. A field whose
 default is ``None`` and whose help says "family default" is filled in by the model family's objective
@@ -12,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from hfgen.errors import ConfigurationError, HfgenError, UnknownArgumentError
 from hfgen.output_folder.layout import SECRET_FIELDS  # the one list of secret fields (re-exported here)
 
 LR_SCHEDULERS = (
@@ -333,3 +335,53 @@ def arguments_to_dict(*dataclass_instances) -> dict:
                 continue
             merged[key] = list(value) if isinstance(value, tuple) else value
     return merged
+
+
+def parse_train_kwargs(objective, kwargs: dict):
+    """Split keyword arguments into ``(DataArguments, TrainingArguments, <family arguments>)`` for ``objective``
+    (an `Objective`: its ``arguments_class``, None when the family has no flags of its own, and its ``name``).
+
+    Raises:
+        UnknownArgumentError: for a keyword that no dataclass has (a `TypeError`). ConfigurationError: for a value
+            the dataclasses refuse (a `ValueError`, with the command line's message).
+    """
+    classes = [DataArguments, TrainingArguments] + ([objective.arguments_class] if objective.arguments_class else [])
+    buckets = [{} for _ in classes]
+    for key, value in kwargs.items():
+        for bucket, cls in zip(buckets, classes):
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                bucket[key] = value
+                break
+        else:
+            import difflib
+
+            names = [f.name for cls in classes for f in dataclasses.fields(cls)]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; `hfgen train {objective.name} --help` lists them"
+            raise UnknownArgumentError(f"unknown training argument {key!r} for model {objective.name!r}{hint}")
+    try:
+        instances = [cls(**bucket) for cls, bucket in zip(classes, buckets)]
+    except HfgenError:
+        raise
+    except (ValueError, TypeError) as err:  # the same message as `hfgen train` prints
+        raise ConfigurationError(str(err)) from None
+    if objective.arguments_class is None:
+        instances.append(None)
+    return tuple(instances)
+
+
+def resolve_defaults(objective, data_args: DataArguments, training_args: TrainingArguments, model_args) -> None:
+    """Fill in the fields left ``None``, in place: the family's defaults first (`Objective.resolve_defaults`), then
+    the loop's `GENERIC_DEFAULTS`."""
+    objective.resolve_defaults(data_args, training_args, model_args)
+    for key, value in GENERIC_DEFAULTS.items():
+        if getattr(training_args, key) is None:
+            setattr(training_args, key, value)
+
+
+def dataset_label(data_args: DataArguments) -> str:
+    """A short name of the training data for folder names and model cards (``digits``, a folder's or file's name)."""
+    if data_args.train_data_dir:
+        return os.path.splitext(os.path.basename(os.path.normpath(data_args.train_data_dir)))[0]
+    name = data_args.dataset_name or "digits"
+    return os.path.basename(os.path.normpath(name)) if os.path.exists(name) else name

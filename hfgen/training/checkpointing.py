@@ -71,6 +71,24 @@ class Checkpoints:
         self.total_limit = total_limit
         self.last: str | None = None
 
+    def check_earlier_run(self, resume_from_checkpoint: str | None, overwrite_output_dir: bool) -> None:
+        """Before a run that does not resume: refuse an output folder holding checkpoints of an earlier run, or with
+        ``overwrite_output_dir`` delete them (main process).
+
+        Raises:
+            CheckpointError: checkpoints of an earlier run and neither ``--resume_from_checkpoint`` nor
+                ``--overwrite_output_dir``.
+        """
+        existing = list_checkpoints(self.output_dir)
+        if existing and resume_from_checkpoint is None:
+            if not overwrite_output_dir:
+                raise CheckpointError(
+                    f"{self.output_dir} holds checkpoints of an earlier run ({os.path.basename(existing[-1])}); "
+                    "pass --resume_from_checkpoint latest to continue it or --overwrite_output_dir to start over"
+                )
+            if self.accelerator.is_main_process:
+                shutil.rmtree(os.path.join(self.output_dir, CHECKPOINTS_DIR))
+
     def register_ema_hooks(self, ema, ema_key: str, model_cls) -> None:
         """Save ``ema`` into ``checkpoint-N/ema/<ema_key>`` with every checkpoint and restore it on resume."""
         accelerator = self.accelerator
