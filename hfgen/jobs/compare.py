@@ -301,6 +301,68 @@ def _measure_family(name: str, folder: str, record: dict, num_images: int, featu
     return rows, shown
 
 
+def _flags_by_model(family_flags: str | dict | None, names: list[str]) -> dict[str, dict[str, str]]:
+    """``family_flags`` as string values per family: a dict (values turned into strings) or a
+    `parse_family_flags` spec.
+
+    Raises:
+        ValueError: for a family that is not in ``names``, or a malformed spec.
+    """
+    if not isinstance(family_flags, dict):
+        return parse_family_flags(family_flags, names)
+    flags_by_model = {model: {k: str(v) for k, v in flags.items()} for model, flags in family_flags.items()}
+    unknown = [model for model in flags_by_model if model not in names]
+    if unknown:
+        raise ValueError(f"family_flags names {unknown[0]!r}, which is not in models ({', '.join(names)})")
+    return flags_by_model
+
+
+@dataclass(frozen=True)
+class _FamilySettings:
+    """What every family of one `compare` call is trained and measured with (see `compare`'s arguments)."""
+
+    data_args: object  # hfgen.training.arguments.DataArguments
+    max_train_steps: int | None
+    budget_minutes: float | None
+    seed: int
+    retrain: bool
+    num_images: int
+    features: str
+
+
+def _train_and_measure(name: str, output_dir: str, flags_by_model: dict, settings: _FamilySettings):
+    """Train (or reuse) ``name`` in ``output_dir/<name>`` with its recipe and extra flags, then measure it:
+    ``(record, rows, shown)`` (see `_train_family` and `_measure_family`)."""
+    from hfgen.training.objectives import get_objective
+
+    folder = os.path.join(output_dir, name)
+    flags = {**RECIPE_FLAGS.get(name, {}), **_typed_flags(get_objective(name), flags_by_model.get(name, {}))}
+    record = _train_family(
+        name,
+        folder,
+        settings.data_args,
+        flags,
+        settings.max_train_steps,
+        settings.budget_minutes,
+        settings.seed,
+        settings.retrain,
+    )
+    rows, shown = _measure_family(name, folder, record, settings.num_images, settings.features, settings.seed)
+    return record, rows, shown
+
+
+def _done_summary(record: dict, rows: list[dict]) -> str:
+    """``trained N steps; <sampler> FID x.xx, ...`` (or ``reused; ...``) for the progress line of a family."""
+    fids = ", ".join(f"{row['sampler']} FID {row['fid']:.2f}" for row in rows)
+    what = "reused" if record["reused"] else f"trained {record['train_steps']} steps"
+    return f"{what}; {fids}"
+
+
+def _log(line: str) -> None:
+    """One progress line on stderr, flushed at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}".strip()
@@ -354,13 +416,7 @@ def compare(
     from hfgen.training.trainer import _dataset_label
 
     names = parse_models(models if isinstance(models, str) else ",".join(models))
-    if isinstance(family_flags, dict):
-        flags_by_model = {model: {k: str(v) for k, v in flags.items()} for model, flags in family_flags.items()}
-        unknown = [model for model in flags_by_model if model not in names]
-        if unknown:
-            raise ValueError(f"family_flags names {unknown[0]!r}, which is not in models ({', '.join(names)})")
-    else:
-        flags_by_model = parse_family_flags(family_flags, names)
+    flags_by_model = _flags_by_model(family_flags, names)
     CompareArguments(
         models=",".join(names), budget_minutes=budget_minutes, max_train_steps=max_train_steps, num_images=num_images
     )  # fmt: skip  (validates)
@@ -374,29 +430,22 @@ def compare(
                                              data_flags)  # fmt: skip
     header = {"data": _dataset_label(data_args), "budget": budget, "num_images": num_images, "seed": seed,
               "command": command}  # fmt: skip
+    settings = _FamilySettings(data_args, max_train_steps, budget_minutes, seed, retrain, num_images, features)
     rows, shown, shown_labels = [], [], []
     for index, name in enumerate(tqdm(names, desc="Families", unit="family", disable=len(names) < 2)):
         start = time.perf_counter()
-        print(f"compare [{index + 1}/{len(names)}] {name}: start ({budget})", file=sys.stderr, flush=True)
-        folder = os.path.join(output_dir, name)
+        progress = f"compare [{index + 1}/{len(names)}] {name}"
+        _log(f"{progress}: start ({budget})")
         try:
-            from hfgen.training.objectives import get_objective
-
-            flags = {**RECIPE_FLAGS.get(name, {}), **_typed_flags(get_objective(name), flags_by_model.get(name, {}))}
-            record = _train_family(name, folder, data_args, flags, max_train_steps, budget_minutes, seed, retrain)
-            family_rows, family_shown = _measure_family(name, folder, record, num_images, features, seed)
+            record, family_rows, family_shown = _train_and_measure(name, output_dir, flags_by_model, settings)
         except Exception as err:  # noqa: BLE001 - one family failing must not stop the others
             rows.append({"model": name, "sampler": None, "status": "failed", "error": _first_line(err)})
-            print(f"compare [{index + 1}/{len(names)}] {name}: FAILED after {time.perf_counter() - start:.0f} s: "
-                  f"{_first_line(err)}", file=sys.stderr, flush=True)  # fmt: skip
+            _log(f"{progress}: FAILED after {time.perf_counter() - start:.0f} s: {_first_line(err)}")
             continue
         rows.extend(family_rows)
         shown.extend(family_shown)
         shown_labels.extend(f"{row['model']} ({row['sampler']})" for row in family_rows)
-        fids = ", ".join(f"{row['sampler']} FID {row['fid']:.2f}" for row in family_rows)
-        what = "reused" if record["reused"] else f"trained {record['train_steps']} steps"
-        print(f"compare [{index + 1}/{len(names)}] {name}: done in {time.perf_counter() - start:.0f} s ({what}; "
-              f"{fids})", file=sys.stderr, flush=True)  # fmt: skip
+        _log(f"{progress}: done in {time.perf_counter() - start:.0f} s ({_done_summary(record, family_rows)})")
     write_outputs(output_dir, rows, header, shown, shown_labels, _versions())
     return rows
 

@@ -42,6 +42,30 @@ def parse_sampler_configs(spec: str | None) -> list[tuple[str, int]]:
     return configs
 
 
+def _sampler_configs(configs, extra_configs, trained_steps: int) -> list[tuple[str, int]]:
+    """The ``(scheduler, steps)`` pairs to run: ``configs`` (default: `DEFAULT_SAMPLER_CONFIGS` with DDPM at
+    ``trained_steps`` and without step counts of ``trained_steps`` or more), then ``extra_configs``, with DDPM at
+    ``trained_steps`` first when no DDPM entry is there.
+
+    Raises:
+        HfgenError: for a given entry with more steps than ``trained_steps``.
+    """
+    chosen = list(configs or []) + list(extra_configs or [])
+    too_many = [f"{n}:{s}" for n, s in chosen if s > trained_steps]
+    if too_many:
+        raise HfgenError(
+            f"{', '.join(too_many)}: more steps than the {trained_steps} the model was trained with; "
+            f"use at most {trained_steps}"
+        )
+    if not configs:  # the defaults, without the step counts a short schedule does not have
+        defaults = [(n, trained_steps if n == "ddpm" else s) for n, s in DEFAULT_SAMPLER_CONFIGS]
+        configs = [(n, s) for n, s in defaults if n == "ddpm" or s < trained_steps]  # fewer steps than trained
+    configs = list(configs) + list(extra_configs or [])
+    if not any(name == "ddpm" for name, _ in configs):
+        configs.insert(0, ("ddpm", trained_steps))
+    return configs
+
+
 def compare_samplers(
     output_dir: str,
     num_images: int = 500,
@@ -74,20 +98,7 @@ def compare_samplers(
     pipeline = load_pipeline(output_dir)
     if "scheduler" not in getattr(pipeline, "components", {}):
         raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
-    trained_steps = pipeline.scheduler.config.num_train_timesteps
-    chosen = list(configs or []) + list(extra_configs or [])
-    too_many = [f"{n}:{s}" for n, s in chosen if s > trained_steps]
-    if too_many:
-        raise HfgenError(
-            f"{', '.join(too_many)}: more steps than the {trained_steps} the model was trained with; "
-            f"use at most {trained_steps}"
-        )
-    if not configs:  # the defaults, without the step counts a short schedule does not have
-        defaults = [(n, trained_steps if n == "ddpm" else s) for n, s in DEFAULT_SAMPLER_CONFIGS]
-        configs = [(n, s) for n, s in defaults if n == "ddpm" or s < trained_steps]  # fewer steps than trained
-    configs = list(configs) + list(extra_configs or [])
-    if not any(name == "ddpm" for name, _ in configs):
-        configs.insert(0, ("ddpm", trained_steps))
+    configs = _sampler_configs(configs, extra_configs, pipeline.scheduler.config.num_train_timesteps)
     scorer = None
     rows, shown = [], []
     for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):

@@ -64,6 +64,23 @@ def sample_timed(
     return result, time.perf_counter() - start
 
 
+def _add_likelihood(metrics: dict, pipeline, scorer: MetricScorer, conditional: bool, seed: int) -> None:
+    """Add to ``metrics`` the pipeline's ``likelihood_metrics`` on the held-out reference images (scaled to [-1, 1])
+    and ``likelihood_data``, for a pipeline that has them (VAE: negative ELBO; flows: exact, with PNG's bits per
+    dimension next to it); a conditional model only when the reference has labels (it bounds -log p(x|y))."""
+    labels = scorer.sets.reference_labels
+    has_likelihood = callable(getattr(pipeline, "likelihood_metrics", None))  # VAE (negative ELBO), flows (exact)
+    if has_likelihood and (not conditional or labels is not None):  # a conditional VAE bounds -log p(x|y)
+        held_out = scorer.sets.reference * 2 - 1
+        extra = {"class_labels": labels} if conditional else {}
+        metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed), **extra))
+        metrics["likelihood_data"] = scorer.sets.name
+        if "nll_nats" in metrics:  # exact likelihood (flows): next to what PNG spends on the same images
+            from hfgen.metrics.likelihood import png_bits_per_dim
+
+            metrics.update(png_bits_per_dim(held_out))
+
+
 def evaluate_pipeline(
     output_dir: str,
     num_images: int = 1000,
@@ -121,17 +138,7 @@ def evaluate_pipeline(
     conditional = result.class_labels is not None
     if conditional:
         metrics.update(class_conditional=True, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
-    labels = scorer.sets.reference_labels
-    has_likelihood = callable(getattr(pipeline, "likelihood_metrics", None))  # VAE (negative ELBO), flows (exact)
-    if has_likelihood and (not conditional or labels is not None):  # a conditional VAE bounds -log p(x|y)
-        held_out = scorer.sets.reference * 2 - 1
-        extra = {"class_labels": labels} if conditional else {}
-        metrics.update(pipeline.likelihood_metrics(held_out, generator=torch.Generator().manual_seed(seed), **extra))
-        metrics["likelihood_data"] = scorer.sets.name
-        if "nll_nats" in metrics:  # exact likelihood (flows): next to what PNG spends on the same images
-            from hfgen.metrics.likelihood import png_bits_per_dim
-
-            metrics.update(png_bits_per_dim(held_out))
+    _add_likelihood(metrics, pipeline, scorer, conditional, seed)
     metrics.update(
         scheduler=result.scheduler_name,
         num_inference_steps=result.num_inference_steps,

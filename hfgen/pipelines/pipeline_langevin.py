@@ -71,6 +71,41 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
 
     _callback_tensor_inputs = ["latents"]
 
+    def _check_inputs(self, class_labels, batch_size: int, guidance_scale: float) -> tuple[int, torch.Tensor | None]:
+        """``(batch_size, labels)``: the number of images (one per label when labels are given) and the class of each
+        image on the execution device (None for an unconditional network).
+
+        Raises:
+            ValueError: for ``batch_size < 1``, a guidance scale the network cannot apply, or class labels that are
+                not the model's (or given to an unconditional one).
+        """
+        batch_size = labels_batch_size(class_labels, batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_guidance_scale(guidance_scale, conditional=bool(self.num_classes))
+        labels = None
+        if self.num_classes:
+            labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.config.id2label)
+            labels = labels.to(self._execution_device)
+        elif class_labels is not None:
+            raise ValueError("class_labels needs a class-conditional model (trained with --class_conditional)")
+        return batch_size, labels
+
+    def _score(self, sample: torch.Tensor, t, batch_size: int, labels, guidance_scale: float) -> torch.Tensor:
+        """The score s_θ(x, σ) of ``sample`` at noise-level index ``t``; with ``labels``, classifier-free guided."""
+        model_input = self.scheduler.scale_model_input(sample, t)
+        level = torch.full((batch_size,), int(t), device=sample.device, dtype=torch.long)
+        if labels is None:
+            return self.unet(model_input, level).sample
+        return classifier_free_guidance(
+            lambda x, s, y: self.unet(x, s, class_labels=y).sample,
+            model_input,
+            level,
+            labels,
+            self.num_classes,
+            guidance_scale,
+        )
+
     @torch.no_grad()
     def __call__(
         self,
@@ -114,16 +149,7 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
             ValueError: for ``batch_size < 1``, ``steps_per_level < 1``, ``epsilon <= 0``, an unknown
                 ``init_distribution``, or class labels that are not the model's (or given to an unconditional one).
         """
-        batch_size = labels_batch_size(class_labels, batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        check_guidance_scale(guidance_scale, conditional=bool(self.num_classes))
-        labels = None
-        if self.num_classes:
-            labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.config.id2label)
-            labels = labels.to(self._execution_device)
-        elif class_labels is not None:
-            raise ValueError("class_labels needs a class-conditional model (trained with --class_conditional)")
+        batch_size, labels = self._check_inputs(class_labels, batch_size, guidance_scale)
         scheduler = self.scheduler
         scheduler.set_timesteps(steps_per_level=steps_per_level, epsilon=epsilon, denoise=denoise)
         config = self.unet.config
@@ -139,19 +165,7 @@ class AnnealedLangevinPipeline(PortablePipelineMixin, DiffusionPipeline):
         timesteps = scheduler.timesteps
         num_langevin_steps = scheduler.num_noise_levels * scheduler.steps_per_level  # then the denoising step
         for index, t in enumerate(self.progress_bar(timesteps)):
-            model_input = scheduler.scale_model_input(sample, t)
-            level = torch.full((batch_size,), int(t), device=sample.device, dtype=torch.long)
-            if labels is None:
-                model_output = self.unet(model_input, level).sample
-            else:
-                model_output = classifier_free_guidance(
-                    lambda x, s, y: self.unet(x, s, class_labels=y).sample,
-                    model_input,
-                    level,
-                    labels,
-                    self.num_classes,
-                    guidance_scale,
-                )
+            model_output = self._score(sample, t, batch_size, labels, guidance_scale)
             sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
             if callback_on_step_end is not None:
                 sample = callback_on_step_end(self, index, t, {"latents": sample}).get("latents", sample)

@@ -103,6 +103,153 @@ def _resolve_labels(pipeline, num_images: int, class_labels, guidance_scale) -> 
         raise HfgenError(str(err)) from None
 
 
+@dataclass
+class _SamplerPlan:
+    """How `sample_images` samples one pipeline.
+
+    Attributes:
+        sampler: the pipeline whose ``__call__`` draws each batch.
+        network (`torch.nn.Module`, *optional*): the network whose forward passes are counted (None: one shot).
+        name (`str`): the scheduler (or pipeline) class reported as ``scheduler_name``.
+        kwargs (`dict`): the ``__call__`` arguments shared by every batch.
+        num_inference_steps (`int`, *optional*): the steps reported; None: read from the scheduler after sampling.
+    """
+
+    sampler: object
+    network: torch.nn.Module | None
+    name: str
+    kwargs: dict
+    num_inference_steps: int | None
+
+
+def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels) -> _SamplerPlan:
+    """Sample ``pipeline.unet`` with its own or the named diffusers scheduler through hfgen's diffusion pipelines.
+
+    The default number of steps is the training ``num_train_timesteps`` for DDPM and 50 for every other scheduler.
+
+    Raises:
+        UnknownNameError: for a ``scheduler_name`` that is not a diffusers scheduler.
+    """
+    from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
+
+    sched = pipeline.scheduler if scheduler_name is None else make_scheduler(scheduler_name, pipeline.scheduler.config)
+    if labels is not None:
+        from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
+
+        id2label = pipeline.id2label
+        sampler = ClassConditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched, id2label=id2label)
+    else:
+        sampler = UnconditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched)
+    sampler.set_progress_bar_config(disable=True)
+    if num_inference_steps is None:
+        is_ddpm = type(sched).__name__ == "DDPMScheduler"
+        num_inference_steps = sched.config.num_train_timesteps if is_ddpm else 50
+    kwargs = {"num_inference_steps": num_inference_steps}
+    return _SamplerPlan(sampler, pipeline.unet, type(sched).__name__, kwargs, num_inference_steps)
+
+
+def _own_plan(pipeline, components: dict, scheduler_name, num_inference_steps, show_progress: bool) -> _SamplerPlan:
+    """Sample ``pipeline`` through its own ``__call__`` (a scheduler diffusers does not ship, or a one-shot generator).
+
+    Raises:
+        HfgenError: for ``num_inference_steps`` other than 1 for a one-shot generator, or a ``scheduler_name`` (or
+            ``num_inference_steps`` for a pipeline with its own scheduler), which it has no diffusers scheduler for.
+    """
+    own_scheduler = "scheduler" in components
+    if not own_scheduler and num_inference_steps not in (None, 1):
+        raise HfgenError(
+            f"{type(pipeline).__name__} samples in one network evaluation, so --num_inference_steps "
+            f"{num_inference_steps} would be reported but not done; drop --num_inference_steps"
+        )
+    if scheduler_name is not None or (own_scheduler and num_inference_steps is not None):
+        raise HfgenError(
+            f"{type(pipeline).__name__} has no diffusers scheduler to swap; drop --scheduler"
+            + (
+                " and --num_inference_steps (set its own sampling options with --pipeline_kwargs, e.g. "
+                "'{\"steps_per_level\": 50}')"
+                if own_scheduler
+                else ""
+            )
+        )
+    if not own_scheduler:
+        num_inference_steps = num_inference_steps or 1
+    if not show_progress and hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)
+    name = type(components["scheduler"]).__name__ if "scheduler" in components else type(pipeline).__name__
+    return _SamplerPlan(pipeline, components.get("unet"), name, {}, num_inference_steps)
+
+
+def _extra_call_arguments(sampler, pipeline_kwargs: dict, guidance_scale) -> dict:
+    """``pipeline_kwargs`` and the guidance scale as ``sampler.__call__`` arguments, checked against its signature.
+
+    Raises:
+        HfgenError: for arguments ``sampler`` does not take (the message lists those it takes), or a guidance scale
+            other than None and 1 for a sampler without classifier-free guidance.
+    """
+    accepted = inspect.signature(sampler.__call__).parameters
+    unknown = sorted(set(pipeline_kwargs) - set(accepted))
+    if unknown:
+        raise HfgenError(
+            f"{type(sampler).__name__} does not take {', '.join(unknown)}; it takes "
+            f"{', '.join(p for p in accepted if p not in ('self', 'return_dict', 'output_type', 'generator'))}"
+        )
+    extra = dict(pipeline_kwargs)
+    if guidance_scale is not None and guidance_scale != 1.0:
+        if "guidance_scale" not in accepted:
+            raise HfgenError(
+                f"{type(sampler).__name__} has no classifier-free guidance (it applies to conditional DDPM and NCSN "
+                "models); drop --guidance_scale"
+            )
+        extra["guidance_scale"] = guidance_scale
+    return extra
+
+
+def _sample_in_batches(
+    plan: _SamplerPlan, num_images: int, batch_size: int, generator, labels, show_progress: bool
+) -> tuple[torch.Tensor, int | None]:
+    """``(images, per_image)``: ``num_images`` float32 images on the CPU, drawn in batches of at most ``batch_size``
+    (each batch with its slice of ``labels``), and the network's forward passes per image in the first batch
+    (counted by a forward hook on ``plan.network``; None without a network).
+
+    Raises:
+        HfgenError: for a `ValueError` of the pipeline's own argument checks, as one line naming the pipeline.
+    """
+    calls: list[int] = []  # the batch size of each forward pass: guidance's doubled batch counts twice per image
+
+    def count(module, args, output):
+        first = args[0] if args else None
+        calls.append(int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else 1)
+
+    sampler, kwargs = plan.sampler, plan.kwargs
+    handle = plan.network.register_forward_hook(count) if plan.network is not None else None
+    chunks, per_image = [], None
+    try:
+        from tqdm.auto import tqdm
+
+        desc = f"Sampling ({plan.name})"
+        with tqdm(total=num_images, desc=desc, unit="img", disable=not show_progress) as progress:
+            remaining = num_images
+            while remaining > 0:
+                size = min(batch_size, remaining)
+                before = len(calls)
+                if labels is not None:
+                    done = num_images - remaining
+                    kwargs["class_labels"] = labels[done : done + size]
+                try:
+                    out = sampler(batch_size=size, generator=generator, output_type="pt", **kwargs).images
+                except ValueError as err:  # the pipeline's own argument checks (diffusers convention): one line
+                    raise HfgenError(f"{type(sampler).__name__}: {err}") from err
+                if per_image is None:
+                    per_image = round(sum(calls[before:]) / size)
+                chunks.append(out.cpu().float())
+                remaining -= size
+                progress.update(size)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return torch.cat(chunks), per_image
+
+
 def sample_images(
     pipeline,
     num_images: int,
@@ -141,8 +288,6 @@ def sample_images(
             one-shot generator (VAE, GAN, flow, autoencoder), ``pipeline_kwargs`` it does not take, class labels or
             a guidance scale for a model that was not trained with them, or a label outside the classes.
     """
-    from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
-
     if num_images <= 0 or batch_size <= 0:
         raise HfgenError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")
     check_sample_memory(pipeline, num_images)
@@ -151,94 +296,14 @@ def sample_images(
     swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
     labels = _resolve_labels(pipeline, num_images, class_labels, guidance_scale)
     if "unet" in components and swappable:
-        sched = (
-            pipeline.scheduler if scheduler_name is None else make_scheduler(scheduler_name, pipeline.scheduler.config)
-        )
-        if labels is not None:
-            from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
-
-            id2label = pipeline.id2label
-            sampler = ClassConditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched, id2label=id2label)
-        else:
-            sampler = UnconditionalDiffusionPipeline(unet=pipeline.unet, scheduler=sched)
-        sampler.set_progress_bar_config(disable=True)
-        if num_inference_steps is None:
-            is_ddpm = type(sched).__name__ == "DDPMScheduler"
-            num_inference_steps = sched.config.num_train_timesteps if is_ddpm else 50
-        network = pipeline.unet
-        name = type(sched).__name__
-        kwargs = {"num_inference_steps": num_inference_steps}
+        plan = _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels)
     else:
-        own_scheduler = "scheduler" in components
-        if not own_scheduler and num_inference_steps not in (None, 1):
-            raise HfgenError(
-                f"{type(pipeline).__name__} samples in one network evaluation, so --num_inference_steps "
-                f"{num_inference_steps} would be reported but not done; drop --num_inference_steps"
-            )
-        if scheduler_name is not None or (own_scheduler and num_inference_steps is not None):
-            raise HfgenError(
-                f"{type(pipeline).__name__} has no diffusers scheduler to swap; drop --scheduler"
-                + (
-                    " and --num_inference_steps (set its own sampling options with --pipeline_kwargs, e.g. "
-                    "'{\"steps_per_level\": 50}')"
-                    if own_scheduler
-                    else ""
-                )
-            )
-        if not own_scheduler:
-            num_inference_steps = num_inference_steps or 1
-        sampler, network, kwargs = pipeline, components.get("unet"), {}
-        if not show_progress and hasattr(pipeline, "set_progress_bar_config"):
-            pipeline.set_progress_bar_config(disable=True)
-        name = type(components["scheduler"]).__name__ if "scheduler" in components else type(pipeline).__name__
-    accepted = inspect.signature(sampler.__call__).parameters
-    unknown = sorted(set(pipeline_kwargs) - set(accepted))
-    if unknown:
-        raise HfgenError(
-            f"{type(sampler).__name__} does not take {', '.join(unknown)}; it takes "
-            f"{', '.join(p for p in accepted if p not in ('self', 'return_dict', 'output_type', 'generator'))}"
-        )
-    kwargs.update(pipeline_kwargs)
-    if guidance_scale is not None and guidance_scale != 1.0:
-        if "guidance_scale" not in accepted:
-            raise HfgenError(
-                f"{type(sampler).__name__} has no classifier-free guidance (it applies to conditional DDPM and NCSN "
-                "models); drop --guidance_scale"
-            )
-        kwargs["guidance_scale"] = guidance_scale
-    calls: list[int] = []  # the batch size of each forward pass: guidance's doubled batch counts twice per image
-
-    def count(module, args, output):
-        first = args[0] if args else None
-        calls.append(int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else 1)
-
-    handle = network.register_forward_hook(count) if network is not None else None
-    chunks, per_image = [], None
-    try:
-        from tqdm.auto import tqdm
-
-        with tqdm(total=num_images, desc=f"Sampling ({name})", unit="img", disable=not show_progress) as progress:
-            remaining = num_images
-            while remaining > 0:
-                size = min(batch_size, remaining)
-                before = len(calls)
-                if labels is not None:
-                    done = num_images - remaining
-                    kwargs["class_labels"] = labels[done : done + size]
-                try:
-                    out = sampler(batch_size=size, generator=generator, output_type="pt", **kwargs).images
-                except ValueError as err:  # the pipeline's own argument checks (diffusers convention): one line
-                    raise HfgenError(f"{type(sampler).__name__}: {err}") from err
-                if per_image is None:
-                    per_image = round(sum(calls[before:]) / size)
-                chunks.append(out.cpu().float())
-                remaining -= size
-                progress.update(size)
-    finally:
-        if handle is not None:
-            handle.remove()
-    images = torch.cat(chunks)
+        plan = _own_plan(pipeline, components, scheduler_name, num_inference_steps, show_progress)
+    plan.kwargs.update(_extra_call_arguments(plan.sampler, pipeline_kwargs, guidance_scale))
+    images, per_image = _sample_in_batches(plan, num_images, batch_size, generator, labels, show_progress)
+    num_inference_steps = plan.num_inference_steps
     if num_inference_steps is None:  # a pipeline with its own sampler: its steps, or one shot
         timesteps = getattr(components.get("scheduler"), "timesteps", None)
         num_inference_steps = len(timesteps) if timesteps is not None else 1
-    return SamplingResult(images, name, num_inference_steps, per_image if network is not None else 1, labels)
+    network_evaluations = per_image if plan.network is not None else 1
+    return SamplingResult(images, plan.name, num_inference_steps, network_evaluations, labels)

@@ -215,36 +215,32 @@ def latest_complete_checkpoint(folder: str) -> str | None:
     return None
 
 
-def finetune(args: VQAFinetuneArguments) -> dict:
-    """Fine-tune PaliGemma with LoRA on ``args.clevr_dir``'s train split; save the adapter, processor, model card.
-
-    Writes into ``args.output_dir``: ``adapter_config.json``, ``adapter_model.safetensors``, the processor files,
-    ``README.md`` (from ``model_cards/paligemma_clevr_lora.md``), ``training_args.json``, ``loss.png``,
-    ``checkpoints/`` and ``logs/``; with ``--tiny`` also ``tiny_base_model/`` (the exact random base, so the adapter
-    can be loaded and evaluated); with ``--merge`` also ``merged/`` (a full model).
-
-    Returns:
-        dict with ``train_loss`` (the last logged loss), ``steps``, ``trainable_parameters`` (by module group),
-        ``num_train_questions`` and ``seconds``.
+def _load_train_set(args: VQAFinetuneArguments):
+    """The train split of ``args.clevr_dir`` (``args.max_questions`` of it, shuffled with ``args.seed``).
 
     Raises:
-        ConfigurationError, DatasetError, HfgenError: with a message naming the fix.
+        DatasetError: when it holds fewer questions than one batch of ``args.train_batch_size``.
     """
-    import time
-
-    from transformers import Trainer, TrainingArguments, set_seed
-
     from hfgen.data.clevr import load_clevr
-    from hfgen.vqa.modeling import add_lora, load_base_model, trainable_parameters_by_module
 
-    _check_output_dir(args)
-    set_seed(args.seed)
     train_set = load_clevr(args.clevr_dir, "train", max_questions=args.max_questions, seed=args.seed)
     if len(train_set) < args.train_batch_size:
         raise DatasetError(
             f"{args.clevr_dir} has {len(train_set)} training questions, fewer than one batch of "
             f"{args.train_batch_size}; lower --train_batch_size or generate more with `hfgen vqa make-dataset`"
         )
+    return train_set
+
+
+def _load_lora_model(args: VQAFinetuneArguments):
+    """``(model, processor, trainable)``: the base PaliGemma with LoRA adapters added and its trainable parameters
+    by module group.
+
+    With ``--tiny`` the random base is saved to ``OUTPUT_DIR/tiny_base_model/`` and loaded back from there (so the
+    adapter records that folder as its base); with ``--load_in_4bit`` the base is prepared for k-bit training.
+    """
+    from hfgen.vqa.modeling import add_lora, load_base_model, trainable_parameters_by_module
+
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision)
     if args.tiny:
         model, processor = load_base_model(tiny=True, clevr_dir=args.clevr_dir, seed=args.seed)
@@ -266,8 +262,16 @@ def finetune(args: VQAFinetuneArguments) -> dict:
     trainable = trainable_parameters_by_module(model)
     if args.gradient_checkpointing:
         model.enable_input_require_grads()
+    return model, processor, trainable
+
+
+def _training_arguments(args: VQAFinetuneArguments):
+    """transformers' `TrainingArguments` for ``args``: checkpoints in ``OUTPUT_DIR/checkpoints/``, logs in
+    ``OUTPUT_DIR/logs/`` (also set as ``TENSORBOARD_LOGGING_DIR``, where transformers 5 reads it)."""
+    from transformers import TrainingArguments
+
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(args.output_dir, "logs")  # transformers 5 reads it here
-    training_args = TrainingArguments(
+    return TrainingArguments(
         output_dir=os.path.join(args.output_dir, CHECKPOINTS_DIR),
         max_steps=args.max_train_steps,
         per_device_train_batch_size=args.train_batch_size,
@@ -291,6 +295,65 @@ def finetune(args: VQAFinetuneArguments) -> dict:
         use_cpu=not torch.cuda.is_available(),
         **_checkpointing_kwargs(TrainingArguments, args.gradient_checkpointing),
     )
+
+
+def _raise_if_diverged(stop_on_nan: StopOnNonFiniteLoss, checkpoints_dir: str) -> None:
+    """Refuse to save a run that `StopOnNonFiniteLoss` stopped (nothing final was saved, no checkpoint overwritten).
+
+    Raises:
+        TrainingDivergedError: naming what became NaN/inf, the step and the fix.
+    """
+    if stop_on_nan.bad_step is not None:
+        from hfgen.errors import TrainingDivergedError
+
+        raise TrainingDivergedError(
+            f"{stop_on_nan.what} became NaN/inf at step {stop_on_nan.bad_step}; training stopped and nothing was "
+            f"saved as final or over "
+            f"the checkpoints in {checkpoints_dir}. Lower --learning_rate (or use --mixed_precision bf16 "
+            "instead of fp16) and run again"
+        )
+
+
+def _save_results(args: VQAFinetuneArguments, model, processor, info: dict, losses: list) -> None:
+    """Save the adapter and processor into ``args.output_dir`` with `_write_training_files`; with ``--merge`` the
+    merged model into ``merged/``; with ``--push_to_hub`` upload the folder."""
+    model.save_pretrained(args.output_dir, safe_serialization=True)
+    processor.save_pretrained(args.output_dir)
+    _write_training_files(args, info, losses)
+    if args.merge:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(os.path.join(args.output_dir, "merged"), safe_serialization=True)
+        processor.save_pretrained(os.path.join(args.output_dir, "merged"))
+    if args.push_to_hub:
+        from hfgen.output_folder.hub import push_to_hub
+
+        push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+
+
+def finetune(args: VQAFinetuneArguments) -> dict:
+    """Fine-tune PaliGemma with LoRA on ``args.clevr_dir``'s train split; save the adapter, processor, model card.
+
+    Writes into ``args.output_dir``: ``adapter_config.json``, ``adapter_model.safetensors``, the processor files,
+    ``README.md`` (from ``model_cards/paligemma_clevr_lora.md``), ``training_args.json``, ``loss.png``,
+    ``checkpoints/`` and ``logs/``; with ``--tiny`` also ``tiny_base_model/`` (the exact random base, so the adapter
+    can be loaded and evaluated); with ``--merge`` also ``merged/`` (a full model).
+
+    Returns:
+        dict with ``train_loss`` (the last logged loss), ``steps``, ``trainable_parameters`` (by module group),
+        ``num_train_questions`` and ``seconds``.
+
+    Raises:
+        ConfigurationError, DatasetError, HfgenError: with a message naming the fix.
+    """
+    import time
+
+    from transformers import Trainer, set_seed
+
+    _check_output_dir(args)
+    set_seed(args.seed)
+    train_set = _load_train_set(args)
+    model, processor, trainable = _load_lora_model(args)
+    training_args = _training_arguments(args)
     stop_on_nan = StopOnNonFiniteLoss(model.parameters())
     trainer = Trainer(
         model=model,
@@ -302,19 +365,9 @@ def finetune(args: VQAFinetuneArguments) -> dict:
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=_resume_path(args))
     seconds = time.perf_counter() - start
-    if stop_on_nan.bad_step is not None:
-        from hfgen.errors import TrainingDivergedError
-
-        raise TrainingDivergedError(
-            f"{stop_on_nan.what} became NaN/inf at step {stop_on_nan.bad_step}; training stopped and nothing was "
-            f"saved as final or over "
-            f"the checkpoints in {training_args.output_dir}. Lower --learning_rate (or use --mixed_precision bf16 "
-            "instead of fp16) and run again"
-        )
+    _raise_if_diverged(stop_on_nan, training_args.output_dir)
     losses = [(log["step"], log["loss"]) for log in trainer.state.log_history if "loss" in log]
     if trainer.is_world_process_zero():
-        model.save_pretrained(args.output_dir, safe_serialization=True)
-        processor.save_pretrained(args.output_dir)
         info = {
             "train_loss": losses[-1][1] if losses else float(output.training_loss),
             "steps": int(trainer.state.global_step),
@@ -322,15 +375,7 @@ def finetune(args: VQAFinetuneArguments) -> dict:
             "num_train_questions": len(train_set),
             "seconds": seconds,
         }
-        _write_training_files(args, info, losses)
-        if args.merge:
-            merged = model.merge_and_unload()
-            merged.save_pretrained(os.path.join(args.output_dir, "merged"), safe_serialization=True)
-            processor.save_pretrained(os.path.join(args.output_dir, "merged"))
-        if args.push_to_hub:
-            from hfgen.output_folder.hub import push_to_hub
-
-            push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+        _save_results(args, model, processor, info, losses)
         return info
     return {}
 
