@@ -313,3 +313,28 @@ def test_too_few_eval_images_for_fid_is_refused_before_training(tmp_path, tiny_d
         flags = dict(tiny_ddpm, eval_steps=2, eval_num_images=20)
         hfgen.train("ddpm", output_dir=str(out), max_train_steps=4, **flags)
     assert not (out / "checkpoints").exists()  # refused before the first step, not at the first evaluation
+
+
+@pytest.mark.unit
+def test_a_second_scorer_on_the_same_reference_reuses_its_features_and_floors(digits16, monkeypatch):
+    import hfgen.metrics.image_quality as image_quality
+
+    monkeypatch.setattr(image_quality, "_SCORER_CACHE", {})
+    calls = []
+    extract = image_quality.extract_features
+    monkeypatch.setattr(
+        image_quality, "extract_features", lambda e, images: calls.append(len(images)) or extract(e, images)
+    )
+    first = MetricScorer(digits16, "digits", 16, 1)
+    floor = first.floor(200)
+    assert calls == [len(digits16.reference), 200]
+    floor["fid"] = -1.0  # a caller's change to the returned dict never reaches the cache
+    second = MetricScorer(digits16, "digits", 16, 1)
+    assert calls == [len(digits16.reference), 200]  # nothing extracted again
+    assert torch.equal(second.reference_features, first.reference_features)
+    assert second.floor(200)["fid"] == first.floor(200)["fid"] > 0
+    # other images, another seed or another extractor are scored afresh
+    other = image_quality.ReferenceSets(digits16.reference[:300], digits16.floor, "first 300")
+    MetricScorer(other, "digits", 16, 1)
+    MetricScorer(digits16, "digits", 16, 1, seed=1)
+    assert calls == [len(digits16.reference), 200, 300, len(digits16.reference)]

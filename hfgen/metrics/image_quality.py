@@ -16,6 +16,8 @@ compares the same number of train-split images with that same test split. A mode
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import io
 import math
 import warnings
@@ -219,6 +221,16 @@ def compute_metrics(
     return metrics
 
 
+_SCORER_CACHE: dict[tuple, dict] = {}  # (features name, reference and floor fingerprints, seed) -> features, floors
+_SCORER_CACHE_SIZE = 4
+
+
+def _fingerprint(images: torch.Tensor) -> tuple:
+    """Shape, dtype and SHA-1 of a tensor's bytes: equal exactly when the images are."""
+    array = images.detach().cpu().contiguous().numpy()
+    return tuple(images.shape), str(images.dtype), hashlib.sha1(array.tobytes()).hexdigest()
+
+
 class MetricScorer:
     """Scores sets of generated images against one reference: reference features and floors computed once.
 
@@ -240,11 +252,24 @@ class MetricScorer:
             reference = load_reference_sets(reference, resolution, num_channels, seed=seed)
         self.sets = reference
         self.seed = seed
-        self.reference_features, _ = extract_features(self.extractor, self.sets.reference)
-        self._floors: dict[int, dict] = {}
+        # Features of a named extractor are a pure function of the images: a scorer built again on the same
+        # reference in this process (FID during training, then `evaluate`, every family of `compare`) reuses them.
+        self._cache_key = None
+        if isinstance(features, str):
+            self._cache_key = (features, _fingerprint(self.sets.reference), _fingerprint(self.sets.floor), seed)
+        cached = _SCORER_CACHE.get(self._cache_key) if self._cache_key else None
+        if cached is None:
+            cached = {"reference_features": extract_features(self.extractor, self.sets.reference)[0], "floors": {}}
+            if self._cache_key:
+                _SCORER_CACHE[self._cache_key] = cached
+                while len(_SCORER_CACHE) > _SCORER_CACHE_SIZE:
+                    _SCORER_CACHE.pop(next(iter(_SCORER_CACHE)))
+        self.reference_features = cached["reference_features"]
+        self._floors: dict[int, dict] = cached["floors"]
 
     def floor(self, count: int) -> dict:
-        """Every metric for ``count`` real floor images (capped at the floor set size) against the reference."""
+        """Every metric for ``count`` real floor images (capped at the floor set size) against the reference (a
+        copy: computed once per reference, features, seed and count in this process)."""
         count = min(count, len(self.sets.floor))
         if count not in self._floors:
             index = torch.randperm(len(self.sets.floor), generator=torch.Generator().manual_seed(self.seed))[:count]
@@ -252,7 +277,7 @@ class MetricScorer:
             floor = compute_metrics(self.reference_features, floor_features, floor_logits, seed=self.seed)
             floor["num_images"] = count
             self._floors[count] = floor
-        return self._floors[count]
+        return copy.deepcopy(self._floors[count])
 
     def score(self, images: torch.Tensor, class_labels: torch.Tensor | None = None) -> dict:
         """Metrics of ``images`` (``(N, C, H, W)`` in [0, 1]) with bookkeeping and ``real_data_floor``; with the
