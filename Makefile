@@ -29,8 +29,11 @@ demo: $(STAMP)
 		--output $(DEMO_DIR)/samples/ddim-50steps.png
 	@echo "Samples: $(DEMO_DIR)/samples/ddpm-1000steps.png and $(DEMO_DIR)/samples/ddim-50steps.png"
 
+# Two pytest-xdist workers (each test runs on one thread, so two fill both cores), a file at a time so that module
+# fixtures train once (tests/conftest.py: pytest_xdist_make_scheduler). `$(BIN)/python -m pytest tests/test_x.py` runs
+# one file in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m unit tests

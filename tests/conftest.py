@@ -9,6 +9,31 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from helpers import TINY_DDPM  # noqa: E402
 
+# The files that take longest (recipes and two-process runs in subprocesses, training runs): collected first, so that
+# `make test` (`pytest -n 2`) hands them out first instead of leaving one worker busy at the end.
+SLOW_FIRST = ("test_reproduce.py", "test_multiprocess.py", "test_bad_input.py", "test_cli.py", "test_compare.py",
+              "test_metrics.py", "test_real_data.py", "test_gan.py", "test_demo.py", "test_training.py")  # fmt: skip
+# Files whose tests share no fixture: with pytest-xdist each of their tests may go to either worker.
+INDEPENDENT_TESTS = ("test_reproduce.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With `pytest -n N`: each file's tests go to one worker (module fixtures are built once, as with
+    ``--dist loadfile``), except the `INDEPENDENT_TESTS` files, whose tests are spread one by one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path.endswith(INDEPENDENT_TESTS) else path
+
+    return FileScheduling(config, log)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
