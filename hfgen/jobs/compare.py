@@ -271,7 +271,7 @@ def _row(name: str, sampler: str, metrics: dict, record: dict, params: dict) -> 
 
 def _measure_family(name: str, folder: str, record: dict, num_images: int, features: str, seed: int):
     """Rows (one per sampler) and the `SHOWN_PER_MODEL` first samples of each, for a trained folder."""
-    from hfgen.jobs.evaluate import evaluate_pipeline, sample_timed
+    from hfgen.jobs.evaluate import evaluate_pipeline
     from hfgen.pipelines import load_pipeline
 
     pipeline = load_pipeline(folder)
@@ -283,16 +283,15 @@ def _measure_family(name: str, folder: str, record: dict, num_images: int, featu
         configs += [(sampler, steps, f"{sampler}-{steps}") for sampler, steps in FAST_SAMPLERS]
     rows, shown = [], []
     for scheduler_name, steps, label in configs:
-        metrics = evaluate_pipeline(folder, num_images=num_images, scheduler_name=scheduler_name,
-                                    num_inference_steps=steps, features=features, batch_size=SPEED_BATCH,
-                                    seed=seed)  # fmt: skip
+        metrics, samples = evaluate_pipeline(folder, num_images=num_images, scheduler_name=scheduler_name,
+                                             num_inference_steps=steps, features=features, batch_size=SPEED_BATCH,
+                                             seed=seed, return_samples=True)  # fmt: skip
         if label == "default":
             label = DEFAULT_SAMPLERS.get(name, "default")
             if metrics["nfe"] > 1:
                 label += f", {metrics['nfe']} steps"
         rows.append(_row(name, label, metrics, record, params))
-        sample, _ = sample_timed(pipeline, SHOWN_PER_MODEL, scheduler_name, steps, SHOWN_PER_MODEL, seed)
-        shown.append(sample.images[:SHOWN_PER_MODEL].cpu())
+        shown.append(samples.images[:SHOWN_PER_MODEL].cpu())  # the first of the images just scored
     if name == "ddpm":  # keep DDPM-1000, DDIM-50 and the best of the fast samplers
         fast = rows[2:]
         best = min(range(len(fast)), key=lambda i: fast[i]["fid"])

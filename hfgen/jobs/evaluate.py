@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
 from hfgen.errors import HfgenError
 from hfgen.metrics.image_quality import MetricScorer, format_metrics_table, resolve_features, training_data_spec
 from hfgen.output_folder.layout import METRICS, MODEL_CARD
+
+if TYPE_CHECKING:
+    from hfgen.pipelines.sampling import SamplingResult
 
 CARD_START = "<!-- hfgen:evaluation:start -->"
 CARD_END = "<!-- hfgen:evaluation:end -->"
@@ -93,7 +97,8 @@ def evaluate_pipeline(
     write: bool = True,
     pipeline_kwargs: dict | None = None,
     guidance_scale: float | None = None,
-) -> dict:
+    return_samples: bool = False,
+) -> dict | tuple[dict, SamplingResult]:
     """Sample ``num_images`` from a trained folder, time it and compute every metric with its real-data floor.
 
     Args:
@@ -110,6 +115,7 @@ def evaluate_pipeline(
         pipeline_kwargs (`dict`, *optional*): extra arguments for the pipeline's own sampler (e.g. NCSN's
             ``{"denoise": False}``); recorded in the result and its ``metrics.json`` key.
         guidance_scale (`float`, *optional*): classifier-free guidance w of a conditional DDPM/NCSN; recorded.
+        return_samples (`bool`): also return the scored images (`hfgen.pipelines.sampling.SamplingResult`).
 
     A class-conditional model is sampled with equal numbers of every class (class ``i % C`` for image ``i``) and gets
     `MetricScorer.conditional_scores` too: ``class_accuracy`` (the features' classifier judges), ``per_class_fid``
@@ -120,7 +126,7 @@ def evaluate_pipeline(
         ``coverage`` (+ classifier scores with digits features), ``images_per_second``, ``nfe``, ``scheduler``,
         ``num_inference_steps``, ``real_data_floor`` and bookkeeping fields. Pipelines with a
         ``likelihood_metrics(images, generator)`` method (VAE) add its figures on the held-out reference images,
-        e.g. ``negative_elbo_nats`` and ``bits_per_dim``.
+        e.g. ``negative_elbo_nats`` and ``bits_per_dim``. With ``return_samples``: ``(metrics, SamplingResult)``.
 
     Raises:
         NotEnoughSamplesError, CheckpointError, UnknownNameError, DatasetError: with a message naming the fix.
@@ -151,7 +157,7 @@ def evaluate_pipeline(
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
-    return metrics
+    return (metrics, result) if return_samples else metrics
 
 
 def save_metrics(output_dir: str, metrics: dict) -> str:
