@@ -27,6 +27,8 @@ def pytest_xdist_make_scheduler(config, log):
     ``--dist loadfile``), except the `INDEPENDENT_TESTS` files, whose tests are spread one by one."""
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # keep the collection order (slow files first), not "most tests first"
+
     class FileScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
