@@ -5,8 +5,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# One OpenMP thread here and in every subprocess a test starts (recipes, launches, the Space): two pytest workers already
-# fill both cores, and a third busy thread stalls PyTorch's CPU kernels.
+# One OpenMP thread here and in every subprocess a test starts (recipes, launches, the Space): two pytest workers
+# already fill both cores, and a third busy thread stalls PyTorch's CPU kernels.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
