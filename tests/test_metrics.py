@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import hfgen_cli
 
 import hfgen
 from hfgen.errors import ConfigurationError, UnknownNameError
@@ -26,7 +25,6 @@ from hfgen.metrics.image_quality import (
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -217,14 +215,9 @@ def tiny_trained(tmp_path_factory):
     return out
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "hfgen", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600
-    )
-
-
 def test_evaluate_command_writes_metrics_json_and_the_model_card(tiny_trained):
-    result = run_cli("evaluate", tiny_trained, "--num_images", 100, "--scheduler", "ddim", "--num_inference_steps", 2)
+    flags = ["--num_images", 100, "--scheduler", "ddim", "--num_inference_steps", 2]
+    result = hfgen_cli("evaluate", tiny_trained, *flags)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "real-data floor" in result.stdout
     metrics = json.load(open(tiny_trained / "metrics.json"))
@@ -235,7 +228,7 @@ def test_evaluate_command_writes_metrics_json_and_the_model_card(tiny_trained):
     assert metrics["real_data_floor"]["num_images"] == 100
     assert metrics["real_data_floor"]["fid"] < metrics["fid"]  # 4 training steps are far from real digits
     # a second evaluation is merged, not overwritten
-    result = run_cli("evaluate", tiny_trained, "--num_images", 100, "--scheduler", "dpmsolver++",
+    result = hfgen_cli("evaluate", tiny_trained, "--num_images", 100, "--scheduler", "dpmsolver++",
                      "--num_inference_steps", 3)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.load(open(tiny_trained / "metrics.json"))
@@ -253,7 +246,7 @@ def test_evaluate_command_writes_metrics_json_and_the_model_card(tiny_trained):
 
 
 def test_evaluate_with_too_few_images_is_one_clear_line(tiny_trained):
-    result = run_cli("evaluate", tiny_trained, "--num_images", 10, "--scheduler", "ddim", "--num_inference_steps", 2)
+    result = hfgen_cli("evaluate", tiny_trained, "--num_images", 10, "--scheduler", "ddim", "--num_inference_steps", 2)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "needs at least 65 images" in result.stderr.strip().splitlines()[-1]
