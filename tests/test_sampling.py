@@ -268,3 +268,24 @@ def test_ddim_needs_no_scaling_and_heun_runs_through_our_pipeline(stock_pipeline
     out = ours(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=2, output_type="pt")
     assert out.images.shape == (2, 1, 8, 8)
     assert torch.isfinite(out.images).all()
+
+
+@pytest.mark.parametrize("name", ["dpmsolver++", "unipc", "deis"])
+def test_multistep_solvers_refuse_a_repeated_first_timestep_before_sampling(stock_pipeline, name):
+    """With as many steps as trained timesteps these solvers used to crash mid-sampling (IndexError/AssertionError in
+    diffusers, huggingface/diffusers#10575): now one error names the largest count that works, and that count runs."""
+    from hfgen.errors import ConfigurationError
+
+    # the scheduler as a saved folder loads it: every key explicit (so "leading" spacing reaches the solver)
+    config = {k: v for k, v in stock_pipeline.scheduler.config.items() if not k.startswith("_")}
+    stock_pipeline.scheduler = DDPMScheduler.from_config(config)
+    calls, handle = count_unet_calls(stock_pipeline.unet)
+    for steps in (50, 80):
+        with pytest.raises(ConfigurationError, match=f"cannot take {steps} steps on a model trained with 50.*49 or"):
+            sample_images(stock_pipeline, num_images=2, scheduler_name=name, num_inference_steps=steps)
+    assert calls == []  # refused before the first network evaluation
+    result = sample_images(stock_pipeline, num_images=2, scheduler_name=name, num_inference_steps=49)
+    handle.remove()
+    assert result.images.shape == (2, 1, 8, 8) and torch.isfinite(result.images).all()
+    # PNDM repeats a timestep by design and Heun evaluates each twice: neither is refused
+    sample_images(stock_pipeline, num_images=2, scheduler_name="pndm", num_inference_steps=50)

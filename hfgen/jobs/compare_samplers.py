@@ -94,11 +94,14 @@ def compare_samplers(
     from tqdm.auto import tqdm
 
     from hfgen.pipelines import load_pipeline
+    from hfgen.pipelines.scheduling import check_num_inference_steps, make_scheduler
 
     pipeline = load_pipeline(output_dir)
     if "scheduler" not in getattr(pipeline, "components", {}):
         raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
     configs = _sampler_configs(configs, extra_configs, pipeline.scheduler.config.num_train_timesteps)
+    for name, steps in configs:  # every step count checked before the first sampler runs
+        check_num_inference_steps(make_scheduler(name, pipeline.scheduler.config), steps)
     scorer = None
     rows, shown = [], []
     for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):

@@ -129,8 +129,9 @@ def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels) -> _S
 
     Raises:
         UnknownNameError: for a ``scheduler_name`` that is not a diffusers scheduler.
+        ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
     """
-    from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, make_scheduler
+    from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, check_num_inference_steps, make_scheduler
 
     sched = pipeline.scheduler if scheduler_name is None else make_scheduler(scheduler_name, pipeline.scheduler.config)
     if labels is not None:
@@ -144,6 +145,7 @@ def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels) -> _S
     if num_inference_steps is None:
         is_ddpm = type(sched).__name__ == "DDPMScheduler"
         num_inference_steps = sched.config.num_train_timesteps if is_ddpm else 50
+    check_num_inference_steps(sched, num_inference_steps)
     kwargs = {"num_inference_steps": num_inference_steps}
     return _SamplerPlan(sampler, pipeline.unet, type(sched).__name__, kwargs, num_inference_steps)
 

@@ -17,7 +17,7 @@ from diffusers import DDPMPipeline
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.errors import UnknownNameError
+from hfgen.errors import ConfigurationError, UnknownNameError
 
 # short name -> (diffusers scheduler class, extra config)
 SCHEDULERS: dict[str, tuple[str, dict]] = {
@@ -41,6 +41,48 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "kdpm2": ("KDPM2DiscreteScheduler", {}),
     "kdpm2-ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
 }
+
+
+# Solvers that find their place in the schedule by the value of the first timestep: when it occurs twice (as many
+# steps as trained timesteps, or more), they start at its second occurrence and the step index runs past the
+# schedule's end mid-sampling (an IndexError or an AssertionError deep in diffusers; huggingface/diffusers#10575).
+INDEXED_BY_TIMESTEP = (
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
+)
+
+
+def check_num_inference_steps(scheduler, num_inference_steps: int) -> None:
+    """Refuse, before any sampling, a step count that ``scheduler`` cannot run: one whose first timestep repeats for a
+    solver in `INDEXED_BY_TIMESTEP` (e.g. DPM-Solver++ with 50 steps on a model trained with T = 50).
+
+    Args:
+        scheduler (`SchedulerMixin`): the scheduler that will sample (its ``set_timesteps`` is called here).
+        num_inference_steps (`int`): the requested number of steps.
+
+    Raises:
+        ConfigurationError: naming the largest step count that works and the schedulers without the limit.
+    """
+    name = type(scheduler).__name__
+    if name not in INDEXED_BY_TIMESTEP:
+        return
+
+    def repeats(steps: int) -> bool:
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps.tolist()
+        return timesteps.count(timesteps[0]) > 1
+
+    if not repeats(num_inference_steps):
+        return
+    trained = scheduler.config.num_train_timesteps
+    usable = next((n for n in range(min(num_inference_steps, trained) - 1, 0, -1) if not repeats(n)), 1)
+    raise ConfigurationError(
+        f"{name} cannot take {num_inference_steps} steps on a model trained with {trained} timesteps (its first "
+        f"timestep would repeat); use --num_inference_steps {usable} or fewer, or --scheduler ddpm or ddim for "
+        f"every timestep"
+    )
 
 
 def scheduler_names() -> list[str]:
