@@ -25,9 +25,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order kept otherwise
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without pytest-xdist runs as before
 def pytest_xdist_make_scheduler(config, log):
-    """With `pytest -n N`: each file's tests go to one worker (module fixtures are built once, as with
-    ``--dist loadfile``), except the `INDEPENDENT_TESTS` files, whose tests are spread one by one."""
+    """With `pytest -n N` (xdist's default ``--dist load``): each file's tests go to one worker (module fixtures are
+    built once, as with ``--dist loadfile``), except the `INDEPENDENT_TESTS` files, whose tests are spread one by one.
+    Another ``--dist`` mode is left to xdist."""
+    if config.getoption("dist") != "load":
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     config.option.loadscopereorder = False  # keep the collection order (slow files first), not "most tests first"

@@ -60,9 +60,11 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def hfgen_cli(*args) -> subprocess.CompletedProcess:
-    """`hfgen ARGS` run in this process (no interpreter and torch start-up per call), its output captured: a
-    `subprocess.CompletedProcess` with ``returncode``, ``stdout`` and ``stderr``, as `hfgen_subprocess` returns. An
-    exception that escapes `main` is raised here (in a subprocess it would be a traceback and exit code 1)."""
+    """`hfgen ARGS` run in this process (no interpreter and torch start-up per call): a
+    `subprocess.CompletedProcess` with ``returncode`` and what was written to ``sys.stdout`` / ``sys.stderr`` (progress
+    bars, `print`, argparse and hfgen errors). Not captured, unlike `hfgen_subprocess`: `warnings` and `logging`
+    records (pytest takes them) and output of other processes. An exception that escapes `main` is raised here (in a
+    subprocess it would be a traceback and exit code 1)."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:

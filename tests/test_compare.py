@@ -22,6 +22,7 @@ def test_compare_trains_measures_reuses_and_retrains(tmp_path):
     out = tmp_path / "c"
     flags = ["--models", "vae,dcgan", "--max_train_steps", "30", "--num_images", "100", "--output_dir", out]
     first = hfgen_cli("compare", *flags)
+    assert "Training vae" in first.stderr  # the loop's progress bar is captured: its absence below means something
     assert first.returncode == 0, first.stderr
     for name in ("compare.md", "compare.json", "trilemma.png", "samples.png"):
         assert (out / name).stat().st_size > 0, name

@@ -59,43 +59,52 @@ def family_settings(model: str, **kwargs) -> dict:
             "save_images_steps": 10_000, "seed": 0, **FAMILY_SETTINGS[model], **kwargs}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def two_process_runs(tmp_path_factory):
-    """Every family trained to step 4 under `accelerate launch --num_processes 2 --cpu`, then resumed from its step-2
-    checkpoint into another folder, all in one launch.
+CHECKPOINT_2 = os.path.join("checkpoints", "checkpoint-2")
 
-    Returns {model: {"whole"|"resumed": (folder, {rank: digest record})}}."""
-    root = tmp_path_factory.mktemp("two-processes")
-    jobs = []
-    for model in sorted(FAMILY_SETTINGS):
-        whole, resumed = root / model / "whole", root / model / "resumed"
-        common = dict(max_train_steps=4, checkpointing_steps=2)
-        jobs.append({"name": f"{model}-whole", "model": model,
-                     "kwargs": family_settings(model, output_dir=str(whole), **common)})  # fmt: skip
-        checkpoint = str(whole / "checkpoints" / "checkpoint-2")
-        jobs.append({"name": f"{model}-resumed", "model": model,
-                     "kwargs": family_settings(model, output_dir=str(resumed), resume_from_checkpoint=checkpoint,
-                                               **common)})  # fmt: skip
-    (root / "jobs.json").write_text(json.dumps(jobs))
+
+def launch_jobs(root, part: str, jobs: list[dict]) -> None:
+    """Run ``jobs`` one after the other in one `accelerate launch --num_processes 2 --cpu` of the worker."""
+    (root / f"{part}.json").write_text(json.dumps(jobs))
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
     command = [
         accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", os.path.join(REPO, "tests", "multiprocess_worker.py"), str(root / "jobs.json"),
+        "--dynamo_backend", "no", os.path.join(REPO, "tests", "multiprocess_worker.py"), str(root / f"{part}.json"),
         str(root / "digests"),
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    started = [line for line in proc.stdout.splitlines() if line.startswith("Training ")]
+    assert proc.returncode == 0, f"{part} runs; last started: {started[-1:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """Every family trained to step 4 under `accelerate launch --num_processes 2 --cpu` (one launch for all), then
+    resumed from its step-2 checkpoint into another folder by fresh processes (a second launch).
+
+    Returns {model: {"whole"|"resumed": (folder, {rank: digest record})}}."""
+    root = tmp_path_factory.mktemp("two-processes")
+    common = dict(max_train_steps=4, checkpointing_steps=2)
+    models = sorted(FAMILY_SETTINGS)
+    launch_jobs(root, "whole", [
+        {"name": f"{model}-whole", "model": model,
+         "kwargs": family_settings(model, output_dir=str(root / model / "whole"), **common)}
+        for model in models
+    ])  # fmt: skip
+    launch_jobs(root, "resumed", [
+        {"name": f"{model}-resumed", "model": model,
+         "kwargs": family_settings(model, output_dir=str(root / model / "resumed"), **common,
+                                   resume_from_checkpoint=str(root / model / "whole" / CHECKPOINT_2))}
+        for model in models
+    ])  # fmt: skip
 
     def ranks(name):
         return {
             path.stem: json.loads(path.read_text()) for path in sorted((root / "digests" / name).glob("rank*.json"))
         }
 
-    return {
-        model: {part: (root / model / part, ranks(f"{model}-{part}")) for part in ("whole", "resumed")}
-        for model in FAMILY_SETTINGS
-    }
+    return {model: {part: (root / model / part, ranks(f"{model}-{part}")) for part in ("whole", "resumed")}
+            for model in models}  # fmt: skip
 
 
 def saved_weights(folder) -> dict:

@@ -221,7 +221,7 @@ def compute_metrics(
     return metrics
 
 
-_SCORER_CACHE: dict[tuple, dict] = {}  # (features name, reference and floor fingerprints, seed) -> features, floors
+_SCORER_CACHE: dict[tuple, dict] = {}  # (shipped features, reference and floor fingerprints, seed) -> features, floors
 _SCORER_CACHE_SIZE = 4
 
 
@@ -255,7 +255,7 @@ class MetricScorer:
         # Features of a named extractor are a pure function of the images: a scorer built again on the same
         # reference in this process (FID during training, then `evaluate`, every family of `compare`) reuses them.
         self._cache_key = None
-        if isinstance(features, str):
+        if isinstance(features, str) and ":" not in features:  # the shipped extractors only: a PATH's file may change
             self._cache_key = (features, _fingerprint(self.sets.reference), _fingerprint(self.sets.floor), seed)
         cached = _SCORER_CACHE.get(self._cache_key) if self._cache_key else None
         if cached is None:

@@ -289,6 +289,7 @@ def sample_images(
         HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, ``num_inference_steps`` other than 1 for a
             one-shot generator (VAE, GAN, flow, autoencoder), ``pipeline_kwargs`` it does not take, class labels or
             a guidance scale for a model that was not trained with them, or a label outside the classes.
+        ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
     """
     if num_images <= 0 or batch_size <= 0:
         raise HfgenError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")

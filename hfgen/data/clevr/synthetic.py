@@ -324,7 +324,7 @@ def _draw_image(
         "image_filename": filename,
         "objects": objects,
         "relationships": relationships_of(objects, settings.margin),
-        "directions": _DIRECTIONS,
+        "directions": {name: list(vector) for name, vector in _DIRECTIONS.items()},
     }
     render_scene(objects, settings.width, settings.height).save(os.path.join(image_dir, filename))
     count = settings.questions_per_image
