@@ -89,7 +89,7 @@ def train(model: str, output_dir: str, **flags):
     if SMOKE:
         flags.update(train_batch_size=16, save_images_steps=1000, checkpointing_steps=1000, num_sample_images=4)
         flags.update(max_train_samples=64)
-        if "block_out_channels" in flags:  # the smallest UNet of the same depth: sampling it is what the tests wait for
+        if "block_out_channels" in flags:  # the smallest UNet of the same depth: the tests wait for its sampling
             flags.update(block_out_channels=[8] * len(flags["block_out_channels"]), norm_num_groups=4)
         if flags.get("eval_steps"):
             flags.update(eval_steps=1, eval_num_images=150)  # FID with 128 mnist features needs > 128
