@@ -361,9 +361,9 @@ def _compare(argv: list[str]) -> None:
 
 
 def _compare_default_dir(data_args) -> str:
-    from hfgen.training.trainer import _dataset_label
+    from hfgen.training.arguments import dataset_label
 
-    return os.path.join("outputs", f"compare-{_dataset_label(data_args)}")
+    return os.path.join("outputs", f"compare-{dataset_label(data_args)}")
 
 
 def _lazy(module: str, name: str):

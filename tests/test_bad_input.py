@@ -141,7 +141,7 @@ def test_operating_system_errors_are_one_line_naming_the_path(tmp_path):
 
 
 def test_resuming_an_older_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
-    from hfgen.training.trainer import list_checkpoints
+    from hfgen.output_folder.layout import list_checkpoints
 
     out = tmp_path / "run"
     flags = {**TINY_DDPM, "checkpointing_steps": 10, "checkpoints_total_limit": 5}
@@ -231,15 +231,15 @@ def test_a_training_step_that_cannot_fit_in_memory_is_refused_with_the_estimate(
     assert "one training step at --resolution 1024 with --train_batch_size" in line and "GiB" in line
     assert "lower --resolution or --train_batch_size" in line and not out.exists()
     # the estimate grows with the batch and the image area, and the probe leaves torch as it was
+    from hfgen.training.arguments import parse_train_kwargs, resolve_defaults
     from hfgen.training.objectives import get_objective
     from hfgen.training.objectives.base import TrainingContext
-    from hfgen.training.trainer import _resolve_defaults, parse_train_kwargs
 
     sizes = {}
     for resolution, batch in ((16, 8), (16, 16), (32, 8)):
         objective = get_objective("vae")
         data, training, model = parse_train_kwargs(objective, {"resolution": resolution, "latent_dim": 2})
-        _resolve_defaults(objective, data, training, model)
+        resolve_defaults(objective, data, training, model)
         context = TrainingContext(data, training, model, num_channels=1, resolution=resolution, num_train_images=9,
                                   dataset_label="t")  # fmt: skip
         models = objective.build_models(context)
@@ -255,7 +255,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path
     import accelerate
 
     from hfgen.errors import CheckpointError
-    from hfgen.training.trainer import list_checkpoints
+    from hfgen.output_folder.layout import list_checkpoints
 
     original = accelerate.Accelerator.save_state
     calls = []

@@ -101,9 +101,9 @@ def test_label_dropout_rate_over_many_batches():
 
 def test_the_ddpm_objective_drops_labels_at_the_requested_rate(tmp_path):
     """The loss the loop calls hands the UNet "no label" (index C) at --conditioning_dropout_prob."""
+    from hfgen.training.arguments import parse_train_kwargs
     from hfgen.training.objectives import get_objective
     from hfgen.training.objectives.base import TrainingContext
-    from hfgen.training.trainer import parse_train_kwargs
 
     objective = get_objective("ddpm")
     flags = {**FAMILIES["ddpm"], "conditioning_dropout_prob": 0.25, "class_conditional": True}

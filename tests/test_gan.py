@@ -22,8 +22,10 @@ import hfgen
 from hfgen.cli import main
 from hfgen.errors import ConfigurationError
 from hfgen.models.gan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from hfgen.output_folder.layout import list_checkpoints
 from hfgen.pipelines import GANPipeline
 from hfgen.pipelines.utils import slerp
+from hfgen.training.arguments import parse_train_kwargs, resolve_defaults
 from hfgen.training.objectives import get_objective
 from hfgen.training.objectives.base import TrainingContext, Update
 from hfgen.training.objectives.gan import (
@@ -34,7 +36,6 @@ from hfgen.training.objectives.gan import (
     clip_parameters_,
     gradient_penalty,
 )
-from hfgen.training.trainer import _resolve_defaults, list_checkpoints, parse_train_kwargs
 
 # Tiny networks (8 channels, 8-d z) at the default 16x16: a generator step with 5 critic steps takes milliseconds.
 TINY = {
@@ -69,7 +70,7 @@ def build(name: str, seed: int = 0, **flags):
     """An objective with its defaults resolved and its (freshly initialised) models, without the loop."""
     objective = get_objective(name)
     data_args, training_args, model_args = parse_train_kwargs(objective, {**TINY, **flags})
-    _resolve_defaults(objective, data_args, training_args, model_args)
+    resolve_defaults(objective, data_args, training_args, model_args)
     context = TrainingContext(
         data_args, training_args, model_args, num_channels=1, resolution=16, num_train_images=100, dataset_label="t"
     )

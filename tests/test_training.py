@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import hfgen
 from hfgen.errors import CheckpointError, TrainingDivergedError
-from hfgen.training.trainer import list_checkpoints
+from hfgen.output_folder.layout import list_checkpoints
 
 
 def unet_weights(output_dir):

@@ -411,8 +411,7 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    from hfgen.training.arguments import DataArguments
-    from hfgen.training.trainer import _dataset_label
+    from hfgen.training.arguments import DataArguments, dataset_label
 
     names = parse_models(models if isinstance(models, str) else ",".join(models))
     flags_by_model = _flags_by_model(family_flags, names)
@@ -422,12 +421,12 @@ def compare(
     if budget_minutes is None and max_train_steps is None:
         budget_minutes = DEFAULT_BUDGET_MINUTES
     data_args = DataArguments(**data_flags)
-    output_dir = output_dir or os.path.join("outputs", f"compare-{_dataset_label(data_args)}")
+    output_dir = output_dir or os.path.join("outputs", f"compare-{dataset_label(data_args)}")
     os.makedirs(output_dir, exist_ok=True)
     budget = f"{max_train_steps} steps each" if max_train_steps else f"{budget_minutes:g} min of training each"
     command = command or _equivalent_command(names, budget_minutes, max_train_steps, num_images, output_dir, seed,
                                              data_flags)  # fmt: skip
-    header = {"data": _dataset_label(data_args), "budget": budget, "num_images": num_images, "seed": seed,
+    header = {"data": dataset_label(data_args), "budget": budget, "num_images": num_images, "seed": seed,
               "command": command}  # fmt: skip
     settings = _FamilySettings(data_args, max_train_steps, budget_minutes, seed, retrain, num_images, features)
     rows, shown, shown_labels = [], [], []

@@ -27,22 +27,18 @@ from dataclasses import dataclass, field
 import torch
 
 from hfgen.errors import ConfigurationError, HfgenError, TrainingDivergedError
-from hfgen.output_folder.layout import (  # noqa: F401  (list_checkpoints: re-exported for callers of the loop)
-    checkpoint_step,
-    list_checkpoints,
-)
-from hfgen.training.arguments import (  # noqa: F401  (parse_train_kwargs: re-exported for callers of the loop)
+from hfgen.output_folder.layout import checkpoint_step, list_checkpoints
+from hfgen.training.arguments import (
     DataArguments,
     TrainingArguments,
+    dataset_label,
     parse_train_kwargs,
+    resolve_defaults,
 )
-from hfgen.training.arguments import dataset_label as _dataset_label
-from hfgen.training.arguments import resolve_defaults as _resolve_defaults
-from hfgen.training.batches import derived_seed, open_training_data  # noqa: F401  (derived_seed: re-exported)
+from hfgen.training.batches import open_training_data
 from hfgen.training.checkpointing import Checkpoints
 from hfgen.training.finishing import finish_run, write_run_config
-from hfgen.training.monitoring import (  # noqa: F401  (EVAL_HISTORY_KEYS: re-exported)
-    EVAL_HISTORY_KEYS,
+from hfgen.training.monitoring import (
     Monitor,
     TrainingHistory,
     draw_figure,
@@ -65,8 +61,8 @@ class TrainingResult:
         train_seconds (`float`): wall-clock seconds of this run's loop.
         step_seconds (`list[float]`): wall-clock seconds of each optimiser step of this run (data, forward, backward,
             update, EMA), without sample grids, evaluations and checkpoints.
-        eval_history (`dict`): with ``--eval_steps``, metric name (``EVAL_HISTORY_KEYS``) -> list of ``(step, value)``
-            for the whole run, resumed parts included.
+        eval_history (`dict`): with ``--eval_steps``, metric name (`monitoring.EVAL_HISTORY_KEYS`) -> list of
+            ``(step, value)`` for the whole run, resumed parts included.
     """
 
     output_dir: str
@@ -109,7 +105,7 @@ def train(
     training_args = training_args or TrainingArguments()
     if model_args is None and objective.arguments_class is not None:
         model_args = objective.arguments_class()
-    _resolve_defaults(objective, data_args, training_args, model_args)
+    resolve_defaults(objective, data_args, training_args, model_args)
     if training_args.class_conditional and not objective.supports_class_conditional:
         why = "it cannot sample" if not objective.can_sample else "it has no class-conditional variant in hfgen"
         raise ConfigurationError(
@@ -117,7 +113,7 @@ def train(
             "or train vae, dcgan, wgan, wgan-gp, ddpm or ncsn"
         )
     if training_args.output_dir is None:
-        training_args.output_dir = os.path.join("outputs", f"{objective.name}-{_dataset_label(data_args)}")
+        training_args.output_dir = os.path.join("outputs", f"{objective.name}-{dataset_label(data_args)}")
     return _Trainer(objective, data_args, training_args, model_args).run()
 
 
@@ -283,7 +279,7 @@ class _Trainer:
             num_channels=self.data_args.num_channels,
             resolution=self.data_args.resolution,
             num_train_images=data.num_images,
-            dataset_label=_dataset_label(self.data_args),
+            dataset_label=dataset_label(self.data_args),
             num_processes=accelerator.num_processes,
             train_images=data.images_at(order[:TRAIN_IMAGES_SUBSET].sort().values),
             preview_images=data.images_at(order[:32]),
