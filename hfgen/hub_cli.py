@@ -15,7 +15,6 @@ def push_main(argv: list[str]) -> None:
         description="Upload a trained folder to the Hub: the model card re-rendered for the repo (its id in every "
         "snippet, the sample grid in a gallery, the evaluations in the model-index), checkpoints and logs left out. "
         "The token comes from `hf auth login` or HF_TOKEN and is never written anywhere.",
-        allow_abbrev=False,
     )
     parser.add_argument("output_dir", help="A trained folder.")
     parser.add_argument("--hub_model_id", required=True, help="The repository, namespace/name.")

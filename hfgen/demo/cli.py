@@ -28,7 +28,6 @@ def demo_main(argv: list[str]) -> None:
         "guidance, the chain), VAE/autoencoder (latent sliders, morph, attribute vector), GAN (seeds, "
         "interpolation), flow (temperature, bits/dim of an upload) and VQA adapters (image + question). Needs "
         "`pip install 'hfgen[demo]'`.",
-        allow_abbrev=False,
     )
     parser.add_argument("output_dirs", nargs="+", metavar="OUTPUT_DIR", help="Trained folders (or Hub ids).")
     parser.add_argument("--port", type=_port, default=7860, help="Port to serve on (0: any free port).")
@@ -46,7 +45,6 @@ def space_main(argv: list[str]) -> None:
         prog="hfgen space",
         description="Write a Space-ready folder (app.py, requirements.txt, README with `sdk: gradio`, the model) "
         "that runs `hfgen demo` on a Hugging Face Space or locally with `python app.py`.",
-        allow_abbrev=False,
     )
     parser.add_argument("output_dir", help="A trained folder.")
     parser.add_argument("--to", required=True, help="The Space folder to write.")
