@@ -14,16 +14,23 @@ from helpers import tiny_ddpm_flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_accelerate_launch_two_cpu_processes(tmp_path):
+def accelerate_launch(script: str, *args, timeout: int) -> subprocess.CompletedProcess:
+    """`accelerate launch --num_processes 2 --cpu SCRIPT ARGS` (one OpenMP thread per process, offline)."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    out = tmp_path / "ddp"
     command = [
         accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", os.path.join(REPO, "scripts", "train.py"), "ddpm", "--output_dir", str(out),
-        "--max_train_steps", "4", *tiny_ddpm_flags(checkpointing_steps=2),
+        "--dynamo_backend", "no", script, *map(str, args),
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    proc = accelerate_launch(
+        os.path.join(REPO, "scripts", "train.py"), "ddpm", "--output_dir", out, "--max_train_steps", "4",
+        *tiny_ddpm_flags(checkpointing_steps=2), timeout=300,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "batch 8 x 2 process(es)" in proc.stdout
     assert proc.stdout.count("Saved the trained pipeline") == 1  # saved once, by the main process
@@ -65,14 +72,8 @@ CHECKPOINT_2 = os.path.join("checkpoints", "checkpoint-2")
 def launch_jobs(root, part: str, jobs: list[dict]) -> None:
     """Run ``jobs`` one after the other in one `accelerate launch --num_processes 2 --cpu` of the worker."""
     (root / f"{part}.json").write_text(json.dumps(jobs))
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    command = [
-        accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", os.path.join(REPO, "tests", "multiprocess_worker.py"), str(root / f"{part}.json"),
-        str(root / "digests"),
-    ]  # fmt: skip
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    worker = os.path.join(REPO, "tests", "multiprocess_worker.py")
+    proc = accelerate_launch(worker, root / f"{part}.json", root / "digests", timeout=900)
     started = [line for line in proc.stdout.splitlines() if line.startswith("Training ")]
     assert proc.returncode == 0, f"{part} runs; last started: {started[-1:]}\n{proc.stderr[-3000:]}"
 
