@@ -254,14 +254,14 @@ class MetricScorer:
         self.seed = seed
         # Features of a named extractor are a pure function of the images: a scorer built again on the same
         # reference in this process (FID during training, then `evaluate`, every family of `compare`) reuses them.
-        self._cache_key = None
+        key = None
         if isinstance(features, str) and ":" not in features:  # the shipped extractors only: a PATH's file may change
-            self._cache_key = (features, _fingerprint(self.sets.reference), _fingerprint(self.sets.floor), seed)
-        cached = _SCORER_CACHE.get(self._cache_key) if self._cache_key else None
+            key = (features, _fingerprint(self.sets.reference), _fingerprint(self.sets.floor), seed)
+        cached = _SCORER_CACHE.get(key)
         if cached is None:
             cached = {"reference_features": extract_features(self.extractor, self.sets.reference)[0], "floors": {}}
-            if self._cache_key:
-                _SCORER_CACHE[self._cache_key] = cached
+            if key is not None:
+                _SCORER_CACHE[key] = cached
                 while len(_SCORER_CACHE) > _SCORER_CACHE_SIZE:
                     _SCORER_CACHE.pop(next(iter(_SCORER_CACHE)))
         self.reference_features = cached["reference_features"]
