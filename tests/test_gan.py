@@ -35,6 +35,7 @@ from hfgen.training.objectives.gan import (
     WGANObjective,
     clip_parameters_,
     gradient_penalty,
+    mode_seeking_ratio,
 )
 
 # Tiny networks (8 channels, 8-d z) at the default 16x16: a generator step with 5 critic steps takes milliseconds.
@@ -593,6 +594,75 @@ def test_instance_noise_schedule_in_the_training_loop(tmp_path):
     assert [s for s, _ in logged] == [1, 2, 3, 4, 5]
     for (step, value), expected in zip(logged, [0.3 * (1 - k / 5) for k in range(5)]):
         assert value == pytest.approx(expected, rel=1e-9), step
+
+
+class LabelRecorder(nn.Module):
+    """A critic that records the labels it is given and scores every image 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+
+    def forward(self, x, class_labels=None):
+        self.labels.append(None if class_labels is None else class_labels.clone())
+        return x.flatten(1).sum(1) * 0
+
+
+def test_mode_seeking_ratio_by_hand():
+    images = torch.arange(5 * 4, dtype=torch.float32).reshape(5, 1, 2, 2)
+    latents = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0], [2.0, 4.0], [9.0, 9.0]])
+    # pairs (0, 2) and (1, 3); the odd last row is left out
+    image_distance = (images[:2] - images[2:4]).abs().mean()  # 8 everywhere
+    latent_distance = (latents[:2] - latents[2:4]).abs().mean()  # (3 + 3 + 1 + 3) / 4
+    assert float(mode_seeking_ratio(images, latents)) == pytest.approx(8 / 2.5)
+    assert float(image_distance / latent_distance) == pytest.approx(3.2)
+    # a generator that ignores z has ratio 0, so the regulariser λ / (0 + 1e-5) is huge
+    assert float(mode_seeking_ratio(torch.ones(4, 1, 2, 2), torch.randn(4, 3))) == 0.0
+    with pytest.raises(ValueError, match="at least 2"):
+        mode_seeking_ratio(images[:1], latents[:1])
+
+
+@pytest.mark.parametrize("name", GANS)
+def test_mode_seeking_generator_loss_by_hand(name):
+    objective, models, _ = build(name, mode_seeking_weight=2.0)
+    netG, netD = models["generator"], models["critic"]
+    images = fake_images(8, 12)
+    loss, logs = objective.compute_loss(models, images, torch.Generator().manual_seed(5), phase="generator")
+    z = torch.randn(8, 8, generator=torch.Generator().manual_seed(5))
+    fake = netG(z).sample
+    scores = netD(fake)
+    adversarial = (
+        F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores)) if name == "dcgan" else -scores.mean()
+    )
+    ratio = (fake[:4] - fake[4:]).abs().mean() / (z[:4] - z[4:]).abs().mean()
+    assert logs["mode_seeking_ratio"] == pytest.approx(ratio.item(), rel=1e-5)
+    torch.testing.assert_close(loss.detach(), (adversarial + 2.0 / (ratio + 1e-5)).detach())
+    # without the flag: the adversarial loss alone, no ratio logged
+    objective, models, _ = build(name)
+    loss, logs = objective.compute_loss(models, images, torch.Generator().manual_seed(5), phase="generator")
+    assert "mode_seeking_ratio" not in logs
+
+
+def test_mode_seeking_pairs_share_labels_in_a_conditional_run():
+    objective, models, _ = build("dcgan", mode_seeking_weight=1.0)
+    generator = DCGANGenerator(sample_size=16, latent_dim=8, base_channels=8, num_classes=10)
+    critic = LabelRecorder()
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8])  # odd: the last image keeps its label
+    objective.compute_loss({"generator": generator, "critic": critic}, fake_images(9, 3), torch.Generator(),
+                           phase="generator", class_labels=labels)  # fmt: skip
+    assert critic.labels[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 8]
+    assert labels.tolist() == list(range(9))  # the caller's labels are not changed in place
+    # the critic phase scores the data's own labels
+    critic.labels.clear()
+    objective.compute_loss({"generator": generator, "critic": critic}, fake_images(9, 3), torch.Generator(),
+                           phase="critic", class_labels=labels)  # fmt: skip
+    assert [t.tolist() for t in critic.labels] == [list(range(9))] * 2
+
+
+def test_mode_seeking_weight_is_checked_when_parsed(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "dcgan", "--mode_seeking_weight", "-1", "--output_dir", tmp_path / "m")
+    assert "--mode_seeking_weight must be >= 0" in error_line(code, err)
+    assert not (tmp_path / "m").exists()
 
 
 # --------------------------------------------------------------------------------------------- the series

@@ -7,6 +7,10 @@ iterations" do.
 - ``bce``: Goodfellow et al. 2014 with the non-saturating generator loss -log D(G(z)), Radford et al. 2016's
   Adam(2e-4, β1 = 0.5); stabilising options: one-sided label smoothing (Salimans et al. 2016), instance noise
   annealed to 0 (Sønderby et al. 2017; Arjovsky & Bottou 2017) and random label flips.
+- any loss, ``--mode_seeking_weight λ``: the mode-seeking regulariser of Mao et al. 2019 ("Mode Seeking Generative
+  Adversarial Networks for Diverse Image Synthesis", MSGAN): the generator batch is two halves with the same labels
+  and different z, and the generator loss gains λ / (mean |G(z1) - G(z2)| / mean |z1 - z2| + 1e-5). A conditional
+  generator that ignores z (every sample of a class the same image, recall 0) is pushed to use it.
 - ``wgan``: Arjovsky et al. 2017, Algorithm 1: critic maximises E[D(x)] - E[D(G(z))], parameters clipped to
   [-c, c] after every critic update, RMSProp(5e-5), n_critic = 5.
 - ``wgan-gp``: Gulrajani et al. 2017, Algorithm 1: + λ E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂, λ = 10,
@@ -72,6 +76,13 @@ class GANArguments:
     label_flip_prob: float = field(
         default=0.0, metadata={"help": "BCE: probability of swapping a sample's real/fake target (e.g. 0.05)."}
     )
+    mode_seeking_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Mode-seeking regulariser weight (Mao et al. 2019, MSGAN; the paper's 1.0): keeps a conditional "
+            "generator from ignoring z. 0: off."
+        },
+    )
 
     def __post_init__(self):
         if self.gan_loss is not None and self.gan_loss not in GAN_LOSSES:
@@ -86,6 +97,8 @@ class GANArguments:
             raise ValueError("--label_smoothing and --label_flip_prob must be in [0, 0.5)")
         if self.instance_noise < 0:
             raise ValueError(f"--instance_noise must be >= 0, got {self.instance_noise}")
+        if not self.mode_seeking_weight >= 0:
+            raise ValueError(f"--mode_seeking_weight must be >= 0 (1.0 in the paper), got {self.mode_seeking_weight}")
 
 
 def gradient_penalty(
@@ -109,6 +122,23 @@ def gradient_penalty(
     (gradients,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     norms = gradients.flatten(1).norm(2, dim=1)
     return (norms - 1).pow(2).mean(), norms
+
+
+def mode_seeking_ratio(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """MSGAN's ratio mean |G(z1) - G(z2)| / mean |z1 - z2| (Mao et al. 2019, Eq. 3) between the first and second
+    half of a generator batch: ``images`` `(2n[+1], C, H, W)` made from ``latents`` `(2n[+1], latent_dim)` (an odd last
+    row is left out). The generator's regulariser is λ / (ratio + 1e-5): it is large when different z give the same
+    image.
+
+    Raises:
+        ValueError: fewer than 2 images.
+    """
+    half = images.shape[0] // 2
+    if half < 1:
+        raise ValueError("the mode-seeking regulariser needs a generator batch of at least 2 images")
+    image_distance = (images[:half] - images[half : 2 * half]).abs().mean()
+    latent_distance = (latents[:half] - latents[half : 2 * half]).abs().mean()
+    return image_distance / latent_distance
 
 
 def clip_parameters_(model: torch.nn.Module, clip_value: float) -> None:
@@ -256,12 +286,7 @@ class GANObjective(Objective):
         batch = images.shape[0]
         z = torch.randn(batch, self.args.latent_dim, generator=generator).to(images)
         if phase == "generator":
-            scores = netD(self._with_instance_noise(netG(z, **extra).sample, generator, step))
-            if self.loss == "bce":  # non-saturating: maximise log D(G(z))
-                loss = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
-            else:
-                loss = -scores.mean()
-            return loss, {}
+            return self._generator_loss(netG, critic, z, class_labels, generator, step)
         with torch.no_grad():
             fake = netG(z, **extra).sample
         real_scores = netD(self._with_instance_noise(images, generator, step))
@@ -292,6 +317,26 @@ class GANObjective(Objective):
             loss = loss + self.args.gradient_penalty_weight * penalty
             logs.update(gradient_penalty=penalty.item(), critic_gradient_norm=norms.mean().item())
         return loss, logs
+
+    def _generator_loss(self, netG, critic, z, class_labels, generator, step):
+        """The generator's loss on fakes from ``z``: non-saturating -log D(G(z)) (bce) or -D(G(z)) (WGANs), plus
+        ``--mode_seeking_weight`` λ / (`mode_seeking_ratio` + 1e-5), for which the second half of the batch takes the
+        first half's labels (pairs of z with the same class)."""
+        weight, half = self.args.mode_seeking_weight, z.shape[0] // 2
+        if weight and class_labels is not None and half:
+            class_labels = class_labels.clone()
+            class_labels[half : 2 * half] = class_labels[:half]
+        extra = {} if class_labels is None else {"class_labels": class_labels}
+        fake = netG(z, **extra).sample
+        scores = critic(self._with_instance_noise(fake, generator, step), **extra)
+        if self.loss == "bce":  # non-saturating: maximise log D(G(z))
+            loss = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+        else:
+            loss = -scores.mean()
+        if not (weight and half):
+            return loss, {}
+        ratio = mode_seeking_ratio(fake, z)
+        return loss + weight / (ratio + 1e-5), {"mode_seeking_ratio": ratio.item()}
 
     def after_update(self, models, phase) -> None:
         if self.loss == "wgan" and phase == "critic":
