@@ -182,7 +182,8 @@ def plot_gan_training_curves(
 ) -> str:
     """GAN diagnostics in one PNG: the critic/discriminator and generator losses; the Wasserstein estimate (WGAN)
     or the discriminator's accuracy on real and fake images (BCE); the gradient penalty and the critic's mean
-    gradient norm (WGAN-GP); FID over training (with ``--eval_steps``). Panels without data are left out.
+    gradient norm (WGAN-GP); MSGAN's mode-seeking ratio (with ``--mode_seeking_weight``); FID over training (with
+    ``--eval_steps``). Panels without data are left out.
 
     Args:
         history: series name -> ``[(step, value)]`` as the training loop records it.
@@ -194,7 +195,15 @@ def plot_gan_training_curves(
     plt = pyplot()
 
     panels = [
-        ("losses", [k for k in ("discriminator_loss", "critic_loss", "generator_loss") if history.get(k)], None),
+        (
+            "losses",
+            [
+                k
+                for k in ("discriminator_loss", "critic_loss", "generator_loss", "generator_adversarial_loss")
+                if history.get(k)
+            ],
+            None,
+        ),
         ("Wasserstein estimate E[D(x)] - E[D(G(z))]", [k for k in ("wasserstein_estimate",) if history.get(k)], None),
         (
             "discriminator accuracy",
@@ -204,6 +213,11 @@ def plot_gan_training_curves(
         (
             "gradient penalty and critic gradient norm",
             [k for k in ("gradient_penalty", "critic_gradient_norm") if history.get(k)],
+            None,
+        ),  # fmt: skip
+        (
+            "mode seeking: mean |G(z1) - G(z2)| / mean |z1 - z2|",
+            [k for k in ("mode_seeking_ratio",) if history.get(k)],
             None,
         ),  # fmt: skip
     ]

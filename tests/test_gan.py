@@ -636,20 +636,36 @@ def test_mode_seeking_generator_loss_by_hand(name):
     )
     ratio = (fake[:4] - fake[4:]).abs().mean() / (z[:4] - z[4:]).abs().mean()
     assert logs["mode_seeking_ratio"] == pytest.approx(ratio.item(), rel=1e-5)
+    assert logs["generator_adversarial_loss"] == pytest.approx(adversarial.item(), rel=1e-5)
     torch.testing.assert_close(loss.detach(), (adversarial + 2.0 / (ratio + 1e-5)).detach())
-    # without the flag: the adversarial loss alone, no ratio logged
+    # without the flag: the adversarial loss alone, nothing more logged
     objective, models, _ = build(name)
     loss, logs = objective.compute_loss(models, images, torch.Generator().manual_seed(5), phase="generator")
-    assert "mode_seeking_ratio" not in logs
+    torch.testing.assert_close(loss.detach(), adversarial.detach())
+    assert logs == {}
+
+
+def test_mode_seeking_ratio_is_taken_on_the_clean_fakes_under_instance_noise():
+    objective, models, _ = build("dcgan", mode_seeking_weight=1.0, instance_noise=0.5, max_train_steps=10)
+    _, logs = objective.compute_loss(models, fake_images(8, 1), torch.Generator().manual_seed(2), phase="generator")
+    z = torch.randn(8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        fake = models["generator"](z).sample
+    assert logs["mode_seeking_ratio"] == pytest.approx(mode_seeking_ratio(fake, z).item(), rel=1e-5)
 
 
 def test_mode_seeking_pairs_share_labels_in_a_conditional_run():
     objective, models, _ = build("dcgan", mode_seeking_weight=1.0)
     generator = DCGANGenerator(sample_size=16, latent_dim=8, base_channels=8, num_classes=10)
+    given = []
+    generator.register_forward_pre_hook(lambda _, args, kwargs: given.append(kwargs["class_labels"].clone()),
+                                        with_kwargs=True)  # fmt: skip
     critic = LabelRecorder()
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8])  # odd: the last image keeps its label
     objective.compute_loss({"generator": generator, "critic": critic}, fake_images(9, 3), torch.Generator(),
                            phase="generator", class_labels=labels)  # fmt: skip
+    # z1 and z2 of each pair are drawn with the same class, and the critic scores each fake with its class
+    assert given[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 8]
     assert critic.labels[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 8]
     assert labels.tolist() == list(range(9))  # the caller's labels are not changed in place
     # the critic phase scores the data's own labels
@@ -663,6 +679,22 @@ def test_mode_seeking_weight_is_checked_when_parsed(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "dcgan", "--mode_seeking_weight", "-1", "--output_dir", tmp_path / "m")
     assert "--mode_seeking_weight must be >= 0" in error_line(code, err)
     assert not (tmp_path / "m").exists()
+    code, _, err = run_cli(capsys, "train", "dcgan", "--mode_seeking_weight", "1", "--train_batch_size", "1",
+                           "--output_dir", tmp_path / "m")  # fmt: skip
+    assert "use --train_batch_size 2 or more" in error_line(code, err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_mode_seeking_in_the_training_loop_with_accumulation(tmp_path):
+    result = hfgen.train("wgan-gp", output_dir=str(tmp_path / "ms"), max_train_steps=3, mode_seeking_weight=1.0,
+                         gradient_accumulation_steps=2, class_conditional=True, **TINY)  # fmt: skip
+    ratios = result.loss_history["mode_seeking_ratio"]
+    assert [step for step, _ in ratios] == [1, 2, 3]
+    assert all(0 < value < 100 for _, value in ratios)
+    adversarial = dict(result.loss_history["generator_adversarial_loss"])
+    for step, value in result.loss_history["generator_loss"]:  # the logged loss includes λ / (ratio + 1e-5)
+        assert value > adversarial[step]
+    assert (tmp_path / "ms" / "figures").is_dir()
 
 
 # --------------------------------------------------------------------------------------------- the series

@@ -184,6 +184,10 @@ class GANObjective(Objective):
             raise ConfigurationError(
                 f"--label_smoothing and --label_flip_prob apply to the bce (DCGAN) loss only, not {loss}"
             )
+        if args.mode_seeking_weight and training_args.train_batch_size < 2:
+            raise ConfigurationError(
+                "--mode_seeking_weight compares pairs of images in a generator batch: use --train_batch_size 2 or more"
+            )
         self.defaults = {
             "max_train_steps": 2000,
             **COMMON_DEFAULTS,
@@ -336,7 +340,8 @@ class GANObjective(Objective):
         if not (weight and half):
             return loss, {}
         ratio = mode_seeking_ratio(fake, z)
-        return loss + weight / (ratio + 1e-5), {"mode_seeking_ratio": ratio.item()}
+        logs = {"generator_adversarial_loss": loss.item(), "mode_seeking_ratio": ratio.item()}
+        return loss + weight / (ratio + 1e-5), logs
 
     def after_update(self, models, phase) -> None:
         if self.loss == "wgan" and phase == "critic":
