@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 
 import numpy as np
 import torch
@@ -156,7 +157,10 @@ def plot_image_rows(
     tile_h, tile_w = (height - 1) / nrows, (width - 1) / ncols
     scale = 0.45 if max(tile_h, tile_w) <= 32 else 0.9
     fig_w = max(3.0, ncols * scale + (1.2 if row_labels else 0.2))
-    fig_h = max(1.5, nrows * scale + (0.6 if title else 0.1) + (0.3 if col_labels else 0))
+    if title:  # wrapped to the figure's width (about 13 characters of the 9-point title per inch)
+        title = textwrap.fill(title, width=max(20, int(fig_w * 13)))
+    title_lines = title.count("\n") + 1 if title else 0
+    fig_h = max(1.5, nrows * scale + (0.45 + 0.15 * title_lines if title else 0.1) + (0.3 if col_labels else 0))
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
     ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([1 + tile_w * (c + 0.5) for c in range(ncols)] if col_labels else [])
