@@ -866,10 +866,10 @@ def compare_mnist(data_dir: str, out: str) -> tuple[str, list[str]]:
 CONDITIONAL_SCALES = [0.0, 1.0, 2.0, 3.0, 5.0]  # the guidance sweep (w = 1: no guidance)
 # images: samples per evaluation of the DDPMs (each w of the sweep); one_shot_images: of the VAE and GANs (MNIST:
 # 1,300 = 130 per class, enough for the per-class FID with 128-d features)
-# MNIST: the GANs with the mode-seeking regulariser (without it the conditional generators ignore z: recall 0); a
+# The GANs with the mode-seeking regulariser (without it the conditional generators ignore z: recall 0); MNIST: a
 # 4-d VAE code (with 16 or 8 dimensions z carries the class too and prior samples often show another digit).
 CONDITIONAL_BUDGET = {
-    "digits": {"images": 1000, "one_shot_images": 1000},
+    "digits": {"images": 1000, "one_shot_images": 1000, "gan_flags": {"mode_seeking_weight": 1.0}},
     "mnist": {
         "images": 500, "one_shot_images": 1300, "ddpm_steps": 5000, "gan_steps": {"dcgan": 5000, "wgan-gp": 1000},
         "gan_flags": {"mode_seeking_weight": 1.0}, "vae_latent_dim": 4,
