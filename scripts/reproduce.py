@@ -986,8 +986,8 @@ def run_conditional(out: str, label: str, data_flags: dict) -> tuple[str, list[s
 
 @recipe("conditional-digits")
 def conditional_digits(data_dir: str, out: str) -> tuple[str, list[str]]:
-    """Class-conditional VAE, DCGAN, WGAN-GP and DDPM on the digits at their default budgets; the DDPM's guidance
-    sweep; the unconditional DDPM at the same budget."""
+    """Class-conditional VAE, DCGAN, WGAN-GP (with the mode-seeking regulariser) and DDPM on the digits at their
+    default budgets; the DDPM's guidance sweep; the unconditional DDPM at the same budget."""
     return run_conditional(out, "digits", {})
 
 
