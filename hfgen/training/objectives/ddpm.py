@@ -30,6 +30,14 @@ class DDPMArguments(UNetArguments):
     prediction_type: str = field(
         default="epsilon", metadata={"help": f"What the UNet predicts: {', '.join(PREDICTION_TYPES)}."}
     )
+    snr_gamma: float | None = field(
+        default=None,
+        metadata={
+            "help": "Min-SNR-gamma loss weighting (Hang et al. 2023): each timestep's MSE is weighted by "
+            "min(SNR, gamma) / SNR (epsilon), / (SNR + 1) (v_prediction) or not divided (sample). The paper uses 5. "
+            "Default: off (plain MSE)."
+        },
+    )
     sample_num_inference_steps: int = field(
         default=50,
         metadata={
@@ -46,6 +54,8 @@ class DDPMArguments(UNetArguments):
             raise ValueError(
                 f"--prediction_type {self.prediction_type!r} is unknown; choose {', '.join(PREDICTION_TYPES)}"
             )
+        if self.snr_gamma is not None and not self.snr_gamma > 0:  # also refuses nan
+            raise ValueError(f"--snr_gamma must be a positive number (the paper uses 5), got {self.snr_gamma}")
         if self.ddpm_num_steps < 2:
             raise ValueError(f"--ddpm_num_steps must be at least 2, got {self.ddpm_num_steps}")
         if self.sample_num_inference_steps < 1:
@@ -53,6 +63,30 @@ class DDPMArguments(UNetArguments):
         # DDIM cannot take more steps than were trained: the grids use all of them (e.g. 20 with --ddpm_num_steps 20)
         self.sample_num_inference_steps = min(self.sample_num_inference_steps, self.ddpm_num_steps)
         super().__post_init__()
+
+
+def min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy"),
+    as in diffusers' training scripts (``--snr_gamma``), for the scheduler's ``prediction_type``.
+
+    With SNR(t) = alpha_bar_t / (1 - alpha_bar_t) (`diffusers.training_utils.compute_snr`), the weight is
+    min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) / (SNR + 1) for v_prediction and min(SNR, gamma) for sample.
+    Epsilon's weight is computed as min(1, gamma / SNR), so a timestep with SNR 0 (the last of the cosine schedule)
+    gets weight 1 instead of 0 / 0.
+
+    Args:
+        timesteps: (B,) integer timesteps in [0, num_train_timesteps).
+    Returns:
+        (B,) float32 weights in [0, max(1, gamma)].
+    """
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, timesteps)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return torch.clamp(gamma / snr, max=1.0)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped
 
 
 class DDPMObjective(Objective):
@@ -77,6 +111,7 @@ class DDPMObjective(Objective):
             prediction_type=args.prediction_type,
         )
         self.sample_num_inference_steps = args.sample_num_inference_steps
+        self.snr_gamma = args.snr_gamma
         self.context = context
         config = unet_config_from_args(args, context.resolution, context.num_channels, context.num_classes)
         return {"unet": UNet2DModel(**config)}
@@ -98,8 +133,10 @@ class DDPMObjective(Objective):
             target = images
         else:
             target = scheduler.get_velocity(images, noise, timesteps)
-        loss = F.mse_loss(prediction.float(), target.float())
-        return loss, {}
+        if self.snr_gamma is None:
+            return F.mse_loss(prediction.float(), target.float()), {}
+        per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        return (per_image * min_snr_weights(scheduler, timesteps, self.snr_gamma)).mean(), {}
 
     def build_pipeline(self, models):
         """The stock `DDPMPipeline`; a ``--class_conditional`` run: `ClassConditionalDiffusionPipeline` (labels and
@@ -122,6 +159,7 @@ class DDPMObjective(Objective):
             "ddpm_num_steps": args.ddpm_num_steps,
             "ddpm_beta_schedule": args.ddpm_beta_schedule,
             "prediction_type": args.prediction_type,
+            "snr_gamma": args.snr_gamma,
             "ddim_num_inference_steps": min(50, args.ddpm_num_steps),
             "ddim_speedup": f"{args.ddpm_num_steps / min(50, args.ddpm_num_steps):g}",
         }
