@@ -56,9 +56,7 @@ def test_the_loss_with_snr_gamma_is_the_weighted_per_image_mse(prediction_type):
     gamma = 2.0
     objective, models = build_ddpm(snr_gamma=gamma, prediction_type=prediction_type)
     seen = {}
-    models["unet"].register_forward_hook(
-        lambda m, args, out: seen.update(noisy=args[0], t=args[1], out=out.sample.detach())
-    )
+    models["unet"].register_forward_hook(lambda m, args, out: seen.update(t=args[1], out=out.sample.detach()))
     images = torch.rand(16, 1, 8, 8) * 2 - 1
     loss, _ = objective.compute_loss(models, images, torch.Generator().manual_seed(3))
 
