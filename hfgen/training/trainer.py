@@ -50,6 +50,30 @@ from hfgen.training.objectives.base import TrainingContext
 TRAIN_IMAGES_SUBSET = 2000  # TrainingContext.train_images: a fixed random subset of at most this many images
 
 
+def attention_backend(device, mixed_precision: str):
+    """The scaled-dot-product-attention kernels a training step may use on ``device`` at ``mixed_precision``.
+
+    In bf16 autocast on a CPU, PyTorch's fused (flash) attention kernel is slow, most of all its backward: on this
+    project's 2-core CPU (avx512_bf16, no AMX) a step of the digits DDPM (attention at 8x8, batch 64) takes 272 ms
+    with it and 186 ms with the plain "math" kernel, and one of the MNIST recipe's UNet (attention in the middle
+    block) 210 ms against 154 ms (``python scripts/benchmarks/attention_backend.py``). There the math kernel is
+    chosen (`torch.nn.attention.sdpa_kernel`); everywhere else (fp32, fp16, GPUs) PyTorch's own choice is kept.
+    The result is the same attention up to bf16 rounding.
+
+    Args:
+        device (`torch.device`): the accelerator's device.
+        mixed_precision (`str`): ``--mixed_precision`` (``"no"``, ``"fp16"`` or ``"bf16"``).
+
+    Returns:
+        A context manager to wrap the forward pass in (the backward uses the kernel chosen in the forward).
+    """
+    if torch.device(device).type == "cpu" and mixed_precision == "bf16":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
 @dataclass
 class TrainingResult:
     """What `train` returns.
@@ -138,7 +162,12 @@ class _Trainer:
     # ------------------------------------------------------------------ set-up
     def _make_accelerator(self):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import ProjectConfiguration
+
+        # accelerate keeps one AcceleratorState per process and refuses a second run's other --mixed_precision; as
+        # transformers' TrainingArguments does, forget it (the process group, in PartialState, is kept).
+        AcceleratorState._reset_state()
 
         project_config = ProjectConfiguration(
             project_dir=self.output_dir, logging_dir=os.path.join(self.output_dir, "logs")
@@ -385,7 +414,7 @@ class _Trainer:
                     if micro < accumulation - 1:
                         for m in models.values():
                             stack.enter_context(accelerator.no_sync(m))
-                    with accelerator.autocast():
+                    with accelerator.autocast(), attention_backend(accelerator.device, args.mixed_precision):
                         labels = data.labels_at(index)  # only a conditional run passes class_labels
                         extra = {} if labels is None else {"class_labels": labels}
                         loss, logs = self.objective.compute_loss(
