@@ -412,8 +412,9 @@ DDPM_UNET = {
 # where epsilon scored 83-86 (the few-step samplers divide epsilon's error by sqrt(alpha_bar) at high noise), and
 # 2e-3 instead of 1e-3 gave 13.8. Min-SNR-5, batch 32 (same time) and 4e-3 did not help (17.7; 11.6 at 2,600 steps
 # against 10.8 at 1,800; 15.8). bf16 autocast (the CPU has avx512_bf16) trains 1.38x faster: at 2e-3, this recipe
-# with 1,800 fp32 steps scored 11.05 (150 images), with 2,300 bf16 steps in the same time 8.86. The saved weights and
-# the sampling stay fp32.
+# with 1,800 fp32 steps scored 11.05 (150 images), with 2,300 bf16 steps in the same time 8.86. 3,100 steps (bf16
+# training now runs attention with the math kernel, `hfgen.training.trainer.attention_backend`) scored 7.98 but took
+# the recipe to 16.5 min when this shared machine ran slowly. The saved weights and the sampling stay fp32.
 DDPM_TRAINING = {"prediction_type": "v_prediction", "learning_rate": 2e-3, "mixed_precision": "bf16"}
 
 

@@ -54,11 +54,12 @@ def attention_backend(device, mixed_precision: str):
     """The scaled-dot-product-attention kernels a training step may use on ``device`` at ``mixed_precision``.
 
     In bf16 autocast on a CPU, PyTorch's fused (flash) attention kernel is slow, most of all its backward: on this
-    project's 2-core CPU (avx512_bf16, no AMX) a step of the digits DDPM (attention at 8x8, batch 64) takes 272 ms
-    with it and 186 ms with the plain "math" kernel, and one of the MNIST recipe's UNet (attention in the middle
-    block) 210 ms against 154 ms (``python scripts/benchmarks/attention_backend.py``). There the math kernel is
-    chosen (`torch.nn.attention.sdpa_kernel`); everywhere else (fp32, fp16, GPUs) PyTorch's own choice is kept.
-    The result is the same attention up to bf16 rounding.
+    project's 2-core CPU (avx512_bf16, no AMX) a step of the digits DDPM (attention at 8x8, batch 64) takes 350 ms
+    with it, 253 ms with the plain "math" kernel and 301 ms in fp32; one of the MNIST recipe's UNet (attention in
+    the middle block) 272 ms against 218 ms (medians of 3 fresh processes, ``python
+    scripts/benchmarks/attention_backend.py``). There the math kernel is chosen (`torch.nn.attention.sdpa_kernel`);
+    everywhere else (fp32, fp16, GPUs) PyTorch's own choice is kept. The result is the same attention up to bf16
+    rounding.
 
     Args:
         device (`torch.device`): the accelerator's device.
@@ -165,9 +166,10 @@ class _Trainer:
         from accelerate.state import AcceleratorState
         from accelerate.utils import ProjectConfiguration
 
-        # accelerate keeps one AcceleratorState per process and refuses a second run's other --mixed_precision; as
-        # transformers' TrainingArguments does, forget it (the process group, in PartialState, is kept).
-        AcceleratorState._reset_state()
+        # accelerate keeps one AcceleratorState (and PartialState) per process and refuses a second run's other
+        # --mixed_precision; as transformers' TrainingArguments does, forget both. PartialState is rebuilt from the
+        # launch environment and keeps an existing process group (it only creates one when there is none).
+        AcceleratorState._reset_state(reset_partial_state=True)
 
         project_config = ProjectConfiguration(
             project_dir=self.output_dir, logging_dir=os.path.join(self.output_dir, "logs")
@@ -414,7 +416,7 @@ class _Trainer:
                     if micro < accumulation - 1:
                         for m in models.values():
                             stack.enter_context(accelerator.no_sync(m))
-                    with accelerator.autocast(), attention_backend(accelerator.device, args.mixed_precision):
+                    with accelerator.autocast(), attention_backend(accelerator.device, accelerator.mixed_precision):
                         labels = data.labels_at(index)  # only a conditional run passes class_labels
                         extra = {} if labels is None else {"class_labels": labels}
                         loss, logs = self.objective.compute_loss(

@@ -1,67 +1,88 @@
 """Benchmark: seconds per training step in fp32, in bf16 autocast with PyTorch's fused (flash) CPU attention, and in
 bf16 with the math attention kernel that `hfgen.training.trainer.attention_backend` picks for bf16 on a CPU.
 
-    python scripts/benchmarks/attention_backend.py [--steps 40]
+    python scripts/benchmarks/attention_backend.py [--steps 30] [--repeats 3]
 
-Two DDPM UNets, both trained through `hfgen.train` on the embedded digits (batch 64, EMA off):
-the `make demo` model (16x16, attention at 8x8 and in the middle block) and the `mnist-ddpm` recipe's UNet
-(16 32 64, attention only in the middle block) at 28x28. Prints the median step time of each (the first 5 steps are
-left out) and the speed-up of the math kernel. Run it alone: a second busy process on 2 cores slows PyTorch's CPU
-kernels by an order of magnitude.
+Two DDPM UNets, both trained through `hfgen.train` on the embedded digits (batch 64, EMA off): the `make demo` model
+(16x16, attention at 8x8 and in the middle block) and the `mnist-ddpm` recipe's UNet (16 32 64, attention only in the
+middle block) at 28x28. Every measurement is a fresh process (a process's first run is slower than its later ones,
+which would favour whatever runs last), the three settings take turns in a rotating order, and each is measured
+``--repeats`` times: the table gives the median over repeats of each run's median step time (the first 5 steps left
+out). Run it alone: a second busy process on 2 cores slows PyTorch's CPU kernels by an order of magnitude, and a
+shared machine's speed drifts from minute to minute, which the repeats are there to show.
 """
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 
-import torch
-
-MNIST_RECIPE_UNET = {
-    "resolution": 28,
-    "block_out_channels": [16, 32, 64],
-    "attention_levels": [],
-    "layers_per_block": 1,
-    "ddpm_beta_schedule": "squaredcos_cap_v2",
+MODELS = {
+    "digits DDPM (make demo), 16x16": {},
+    "mnist-ddpm recipe UNet, 28x28": {
+        "resolution": 28,
+        "block_out_channels": [16, 32, 64],
+        "attention_levels": [],
+        "layers_per_block": 1,
+        "ddpm_beta_schedule": "squaredcos_cap_v2",
+    },
 }
+SETTINGS = ["fp32", "bf16 fused", "bf16 math"]
 
 
-def step_seconds(flags: dict, steps: int, mixed_precision: str, fused_attention: bool) -> float:
-    """Median seconds per optimiser step of ``hfgen.train("ddpm", **flags)``; with ``fused_attention`` the trainer's
-    choice of attention kernel is switched off (PyTorch's default kernels)."""
+def one_run(model: str, setting: str, steps: int) -> float:
+    """Median seconds per optimiser step of ``hfgen.train("ddpm", ...)`` for ``model`` at ``setting``, in this
+    process; "bf16 fused" switches the trainer's choice of attention kernel off (PyTorch's default kernels)."""
     import hfgen
     from hfgen.training import trainer
 
-    chosen = trainer.attention_backend
-    if fused_attention:
+    if setting == "bf16 fused":
         trainer.attention_backend = lambda device, precision: contextlib.nullcontext()
-    try:
-        with tempfile.TemporaryDirectory(prefix="hfgen-bench-attention-") as folder:
-            result = hfgen.train(
-                "ddpm", output_dir=folder, max_train_steps=steps, mixed_precision=mixed_precision, report_to="none",
-                save_images_steps=10**9, checkpointing_steps=10**9, seed=0, **flags,
-            )  # fmt: skip
-    finally:
-        trainer.attention_backend = chosen
-    return statistics.median(result.step_seconds[5:] or result.step_seconds)
+    with tempfile.TemporaryDirectory(prefix="hfgen-bench-attention-") as folder:
+        result = hfgen.train(
+            "ddpm", output_dir=folder, max_train_steps=steps, mixed_precision="no" if setting == "fp32" else "bf16",
+            report_to="none", save_images_steps=10**9, checkpointing_steps=10**9, seed=0, **MODELS[model],
+        )  # fmt: skip
+    return statistics.median(result.step_seconds[5:])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="optimiser steps per measurement (at least 10)")
+    parser.add_argument("--steps", type=int, default=30, help="optimiser steps per run (at least 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each model and setting (at least 1)")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)  # a child run
     args = parser.parse_args()
-    if args.steps < 10:
-        parser.error(f"--steps must be at least 10, got {args.steps}")
+    if args.steps < 10 or args.repeats < 1:
+        parser.error(f"--steps must be at least 10 and --repeats at least 1, got {args.steps} and {args.repeats}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
-    print(f"{'model':<34}{'fp32':>9}{'bf16 fused':>12}{'bf16 math':>11}{'math vs fused':>15}")
-    for name, flags in [("digits DDPM (make demo), 16x16", {}), ("mnist-ddpm recipe UNet, 28x28", MNIST_RECIPE_UNET)]:
-        fp32 = step_seconds(flags, args.steps, "no", fused_attention=False)
-        fused = step_seconds(flags, args.steps, "bf16", fused_attention=True)
-        plain = step_seconds(flags, args.steps, "bf16", fused_attention=False)
-        print(f"{name:<34}{fp32 * 1000:>7.0f}ms{fused * 1000:>10.0f}ms{plain * 1000:>9.0f}ms{fused / plain:>14.2f}x")
+    if args.one:
+        print(json.dumps(one_run(*args.one, args.steps)))
+        return
+
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {capability}; "
+          f"{args.repeats} fresh processes per cell, {args.steps} steps each")  # fmt: skip
+    print(f"{'model':<34}" + "".join(f"{s:>12}" for s in SETTINGS) + f"{'math vs fused':>15}{'math vs fp32':>14}")
+    for model in MODELS:
+        runs: dict[str, list[float]] = {s: [] for s in SETTINGS}
+        for repeat in range(args.repeats):
+            for setting in SETTINGS[repeat % 3 :] + SETTINGS[: repeat % 3]:  # rotate the order
+                child = [sys.executable, __file__, "--steps", str(args.steps), "--one", model, setting]
+                done = subprocess.run(child, capture_output=True, text=True)
+                if done.returncode != 0:
+                    sys.exit(f"the run of {model} at {setting} failed:\n{done.stderr[-3000:]}")
+                runs[setting].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        ms = {s: 1000 * statistics.median(v) for s, v in runs.items()}
+        print(f"{model:<34}" + "".join(f"{ms[s]:>10.0f}ms" for s in SETTINGS)
+              + f"{ms['bf16 fused'] / ms['bf16 math']:>14.2f}x{ms['fp32'] / ms['bf16 math']:>13.2f}x")  # fmt: skip
+        spread = ", ".join(f"{s} {min(v) * 1000:.0f}-{max(v) * 1000:.0f}" for s, v in runs.items())
+        print(f"{'':<34}range over the runs (ms): {spread}")
 
 
 if __name__ == "__main__":
