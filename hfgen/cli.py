@@ -94,7 +94,20 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_images", default=None, help="Also write each image as a PNG into this folder.")
     _conditioning_arguments(parser)
     _pipeline_kwargs_argument(parser)
+    _sampling_precision_argument(parser)
     return parser
+
+
+def _sampling_precision_argument(parser: argparse.ArgumentParser) -> None:
+    from hfgen.pipelines.sampling import SAMPLING_PRECISIONS
+
+    parser.add_argument(
+        "--mixed_precision",
+        choices=SAMPLING_PRECISIONS,
+        default="no",
+        help="'bf16': a diffusion model's denoiser in bf16 autocast (1.1-1.8x faster sampling on a CPU with "
+        "avx512_bf16; the scheduler's arithmetic stays float32, the images differ by rounding). Default: 'no'.",
+    )
 
 
 def _conditioning_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,6 +190,7 @@ def _sample(argv: list[str]) -> None:
         pipeline_kwargs=args.pipeline_kwargs,
         class_labels=args.class_labels,
         guidance_scale=args.guidance_scale,
+        mixed_precision=args.mixed_precision,
     )
     seconds = time.perf_counter() - start
     output = args.output
@@ -216,6 +230,7 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch_size", type=int, default=250, help="Images per network batch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise and KID subsets.")
+    _sampling_precision_argument(parser)
 
 
 def _evaluate(argv: list[str]) -> None:
@@ -258,6 +273,7 @@ def _evaluate(argv: list[str]) -> None:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "pipeline_kwargs": args.pipeline_kwargs,
+        "mixed_precision": args.mixed_precision,
     }
     if args.guidance_scales is not None:
         from hfgen.jobs.guidance_sweep import format_sweep_table, guidance_sweep
@@ -309,6 +325,7 @@ def _compare_samplers(argv: list[str]) -> None:
         features=args.features,
         batch_size=args.batch_size,
         seed=args.seed,
+        mixed_precision=args.mixed_precision,
     )
     with open(os.path.join(args.output_dir, "sampler_comparison.md")) as handle:
         print(handle.read())

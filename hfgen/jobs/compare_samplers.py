@@ -75,6 +75,7 @@ def compare_samplers(
     features: str = "auto",
     batch_size: int = 250,
     seed: int = 0,
+    mixed_precision: str = "no",
 ) -> list[dict]:
     """Sample a diffusion folder with several schedulers (same seed, same count) and compare quality and speed.
 
@@ -87,6 +88,9 @@ def compare_samplers(
         the rows: dicts with ``scheduler``, ``num_inference_steps``, ``nfe``, ``fid``, ``kid_mean``, ``kid_std``,
         ``cmmd``, ``precision``, ``recall``, ``coverage``, ``images_per_second``, ``seconds``, ``speedup_vs_ddpm`` and
         ``real_data_floor`` (the metrics of ``num_images`` real held-out images; the same in every row).
+
+    ``mixed_precision="bf16"`` samples every row with the denoiser in bf16 autocast
+    (`hfgen.pipelines.sampling.sample_images`); each row records it.
 
     Raises:
         HfgenError: for a folder that is not a diffusion model (no scheduler to swap).
@@ -105,7 +109,8 @@ def compare_samplers(
     scorer = None
     rows, shown = [], []
     for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):
-        result, seconds = sample_timed(pipeline, num_images, name, steps, batch_size, seed)
+        result, seconds = sample_timed(pipeline, num_images, name, steps, batch_size, seed,
+                                       mixed_precision=mixed_precision)  # fmt: skip
         shown.append(result.images[:SHOWN_PER_SAMPLER].cpu())
         if scorer is None:
             scorer = make_scorer(output_dir, reference, features, result.images, seed)
@@ -120,6 +125,7 @@ def compare_samplers(
                 **{k: metrics[k] for k in ("fid", "kid_mean", "kid_std", "cmmd", "precision", "recall", "coverage")},
                 "images_per_second": num_images / seconds,
                 "seconds": seconds,
+                "mixed_precision": mixed_precision,
             }
         )
     baseline = next(row for row in rows if row["scheduler"] == "ddpm")

@@ -49,6 +49,7 @@ def sample_timed(
     seed,
     pipeline_kwargs=None,
     guidance_scale=None,
+    mixed_precision="no",
 ):
     """`hfgen.pipelines.sampling.sample_images` (a conditional model: every class in turn) and its wall time in
     seconds: ``(SamplingResult, seconds)``."""
@@ -64,6 +65,7 @@ def sample_timed(
         generator=torch.Generator().manual_seed(seed),
         pipeline_kwargs=pipeline_kwargs,
         guidance_scale=guidance_scale,
+        mixed_precision=mixed_precision,
     )
     return result, time.perf_counter() - start
 
@@ -98,6 +100,7 @@ def evaluate_pipeline(
     pipeline_kwargs: dict | None = None,
     guidance_scale: float | None = None,
     return_samples: bool = False,
+    mixed_precision: str = "no",
 ) -> dict | tuple[dict, SamplingResult]:
     """Sample ``num_images`` from a trained folder, time it and compute every metric with its real-data floor.
 
@@ -116,6 +119,8 @@ def evaluate_pipeline(
             ``{"denoise": False}``); recorded in the result and its ``metrics.json`` key.
         guidance_scale (`float`, *optional*): classifier-free guidance w of a conditional DDPM/NCSN; recorded.
         return_samples (`bool`): also return the scored images (`hfgen.pipelines.sampling.SamplingResult`).
+        mixed_precision (`str`): ``"no"`` or ``"bf16"`` (a diffusion model's denoiser in bf16 autocast, see
+            `hfgen.pipelines.sampling.sample_images`); bf16 is recorded in the result and its ``metrics.json`` key.
 
     A class-conditional model is sampled with equal numbers of every class (class ``i % C`` for image ``i``) and gets
     `MetricScorer.conditional_scores` too: ``class_accuracy`` (the features' classifier judges), ``per_class_fid``
@@ -137,8 +142,9 @@ def evaluate_pipeline(
         raise HfgenError(f"--num_images must be positive, got {num_images}")
     pipeline = load_pipeline(output_dir)
     result, seconds = sample_timed(
-        pipeline, num_images, scheduler_name, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale
-    )
+        pipeline, num_images, scheduler_name, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale,
+        mixed_precision,
+    )  # fmt: skip
     scorer = make_scorer(output_dir, reference, features, result.images, seed)
     metrics = scorer.score(result.images, class_labels=result.class_labels)
     conditional = result.class_labels is not None
@@ -155,6 +161,8 @@ def evaluate_pipeline(
     )
     if pipeline_kwargs:
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
+    if mixed_precision != "no":
+        metrics["mixed_precision"] = mixed_precision
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
     return (metrics, result) if return_samples else metrics
@@ -186,8 +194,10 @@ def save_metrics(output_dir: str, metrics: dict) -> str:
 
 def evaluation_key(metrics: dict) -> str:
     """The key of one evaluation in ``metrics.json["evaluations"]``, e.g. ``DDIMScheduler-50steps-1000images``
-    (``-denoise=False`` and the like appended for ``pipeline_kwargs``)."""
+    (``-denoise=False`` and the like appended for ``pipeline_kwargs``, ``-bf16`` for bf16 sampling)."""
     extra = "".join(f"-{k}={v}" for k, v in sorted(metrics.get("pipeline_kwargs", {}).items()))
+    if metrics.get("mixed_precision", "no") != "no":
+        extra += f"-{metrics['mixed_precision']}"
     if metrics.get("class_conditional"):
         extra += f"-guidance={metrics['guidance_scale']:g}"
     return f"{metrics['scheduler']}-{metrics['num_inference_steps']}steps-{metrics['num_images']}images{extra}"

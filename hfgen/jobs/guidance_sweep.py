@@ -65,14 +65,15 @@ def guidance_sweep(
     batch_size: int = 250,
     seed: int = 0,
     pipeline_kwargs: dict | None = None,
+    mixed_precision: str = "no",
 ) -> list[dict]:
     """Evaluate a class-conditional DDPM/NCSN folder at each guidance scale and write the sweep.
 
     Args:
         output_dir (`str`): a trained ``--class_conditional`` DDPM or NCSN folder (written into).
         guidance_scales (`list[float]`): the w values, each >= 0 (0: unconditional, 1: conditional, > 1: guided).
-        num_images, scheduler_name, num_inference_steps, reference, features, batch_size, seed, pipeline_kwargs: as in
-            `hfgen.jobs.evaluate.evaluate_pipeline`, the same for every w.
+        num_images, scheduler_name, num_inference_steps, reference, features, batch_size, seed, pipeline_kwargs,
+            mixed_precision: as in `hfgen.jobs.evaluate.evaluate_pipeline`, the same for every w.
 
     Returns:
         One metrics dict per w (in the order given), as `evaluate_pipeline` returns them.
@@ -107,6 +108,7 @@ def guidance_sweep(
             seed=seed,
             pipeline_kwargs=pipeline_kwargs,
             guidance_scale=w,
+            mixed_precision=mixed_precision,
         )
         accuracy = metrics.get("class_accuracy")
         print(
