@@ -101,6 +101,26 @@ def test_bf16_sampling_runs_the_denoiser_in_bf16_and_keeps_the_rest_float32(trai
     assert torch.equal(again.images, fp32.images)
 
 
+def test_bf16_sampling_keeps_a_forward_set_on_the_instance(trained_ddpm):
+    from hfgen.pipelines.sampling import bf16_network, sample_images
+
+    pipeline = hfgen.load_pipeline(trained_ddpm)
+    unet, calls = pipeline.unet, []
+    plain = unet.forward
+
+    def own_forward(*args, **kwargs):  # what accelerate's hooks or an outer wrapper put on the instance
+        calls.append(torch.is_autocast_enabled("cpu"))
+        return plain(*args, **kwargs)
+
+    unet.forward = own_forward
+    sample_images(pipeline, 2, scheduler_name="ddim", num_inference_steps=2, show_progress=False,
+                  mixed_precision="bf16")  # fmt: skip
+    assert calls == [True, True] and vars(unet)["forward"] is own_forward
+    with bf16_network(unet), bf16_network(unet):  # nested: each restores what it found
+        pass
+    assert vars(unet)["forward"] is own_forward
+
+
 def test_bf16_sampling_is_refused_for_a_one_shot_generator_and_unknown_precisions(tmp_path, trained_ddpm):
     from hfgen.errors import HfgenError
     from hfgen.pipelines.sampling import sample_images
@@ -140,3 +160,13 @@ def test_hfgen_evaluate_bf16_writes_its_own_metrics_entry(capsys, trained_ddpm):
     evaluations = json.loads((Path(trained_ddpm) / "metrics.json").read_text())["evaluations"]
     entry = evaluations["DDIMScheduler-3steps-70images-bf16"]
     assert entry["mixed_precision"] == "bf16" and entry["nfe"] == 3 and entry["fid"] > 0
+    card = (Path(trained_ddpm) / "README.md").read_text()
+    assert "| DDIMScheduler, bf16 UNet | 3 | 70 |" in card and "DDIMScheduler 3 steps, bf16 UNet" in card
+
+    code, out, err = run_cli(capsys, "evaluate", trained_ddpm, "--scheduler", "ddim", "--num_inference_steps", "3",
+                             "--num_images", "70")  # fmt: skip
+    assert code == 0, err
+    written = json.loads((Path(trained_ddpm) / "metrics.json").read_text())
+    assert written["mixed_precision"] == "no"  # the top level is the latest run, not a leftover of the bf16 one
+    assert set(written["evaluations"]) >= {"DDIMScheduler-3steps-70images", "DDIMScheduler-3steps-70images-bf16"}
+    assert "| DDIMScheduler | 3 | 70 |" in (Path(trained_ddpm) / "README.md").read_text()

@@ -174,7 +174,9 @@ def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: 
     num_images = rows[0]["num_images"]
     with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:
         handle.write(
-            f"# Sampler comparison ({num_images} images each, same seed, {features} features)\n\n"
+            f"# Sampler comparison ({num_images} images each, same seed, {features} features"
+            + (", the UNet in bf16" if rows[0].get("mixed_precision") == "bf16" else "")
+            + ")\n\n"
             + comparison_markdown(rows, floor)
             + "\n"
         )

@@ -161,8 +161,7 @@ def evaluate_pipeline(
     )
     if pipeline_kwargs:
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
-    if mixed_precision != "no":
-        metrics["mixed_precision"] = mixed_precision
+    metrics["mixed_precision"] = mixed_precision  # always: metrics.json's top level is the latest evaluation
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
     return (metrics, result) if return_samples else metrics
@@ -271,12 +270,13 @@ def _evaluation_section(evaluations: dict, dataset: str, split: str) -> tuple[li
     names = {"fid": "FID", "kid_mean": "KID (raw MMD², not x1000)", "cmmd": "CMMD", "coverage": "coverage"}
     for metrics in evaluations.values():
         floor = metrics.get("real_data_floor", {})
-        config = f"{metrics['scheduler']} {metrics['num_inference_steps']} steps, {metrics['features']} features"
+        bf16 = ", bf16 UNet" if metrics.get("mixed_precision", "no") == "bf16" else ""
+        config = f"{metrics['scheduler']} {metrics['num_inference_steps']} steps{bf16}, {metrics['features']} features"
         for key, label in names.items():
             results.append(result(key, metrics[key], f"{label} ({config})"))
         likelihood = f"{metrics['bits_per_dim']:.3f}" if "bits_per_dim" in metrics else "n/a"
         lines.append(
-            f"| {metrics['scheduler']} | {metrics['num_inference_steps']} | {metrics['num_images']} | "
+            f"| {metrics['scheduler']}{bf16} | {metrics['num_inference_steps']} | {metrics['num_images']} | "
             f"{metrics['fid']:.3f} ({floor.get('fid', float('nan')):.3f}) | "
             f"{metrics['kid_mean']:.4f} ({floor.get('kid_mean', float('nan')):.4f}) | "
             f"{metrics['cmmd']:.4f} ({floor.get('cmmd', float('nan')):.4f}) | {metrics['precision']:.3f} | "

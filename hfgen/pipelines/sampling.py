@@ -24,6 +24,7 @@ def bf16_network(network: torch.nn.Module):
     against 6.05 in float32.
     """
     original = network.forward
+    own = vars(network).get("forward")  # a forward set on the instance (accelerate's hooks, an outer wrapper)
     device_type = next(network.parameters()).device.type
 
     def as_float(value):
@@ -45,7 +46,10 @@ def bf16_network(network: torch.nn.Module):
     try:
         yield network
     finally:
-        del network.forward  # the class's forward again
+        if own is None:
+            del network.forward  # the class's forward again
+        else:
+            network.forward = own
 
 
 @dataclass
