@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from helpers import TINY_DDPM, error_line, run_cli
+from helpers import TINY_DDPM, error_line, run_cli, tiny_ddpm_flags
 
 from hfgen.training.arguments import parse_train_kwargs, resolve_defaults
 from hfgen.training.objectives import get_objective
@@ -97,3 +97,18 @@ def test_a_model_card_names_the_loss_weighting(tmp_path):
     hfgen.train("ddpm", output_dir=str(folder), max_train_steps=2, snr_gamma=5.0, report_to="none", **TINY_DDPM)
     card = (folder / "README.md").read_text()
     assert "Min-SNR-γ, γ = 5.0" in card
+
+
+@pytest.mark.parametrize("flag, expected", [(None, True), ("true", True), ("false", False)])
+def test_add_attention_switches_the_mid_block_attention(capsys, tmp_path, flag, expected):
+    from hfgen.pipelines import load_pipeline
+
+    folder = tmp_path / "run"
+    extra = [] if flag is None else ["--add_attention", flag]
+    code, out, err = run_cli(capsys, "train", "ddpm", "--output_dir", folder, "--max_train_steps", "1",
+                             *tiny_ddpm_flags(attention_levels=["none"]), *extra)  # fmt: skip
+    assert code == 0, err
+    unet = load_pipeline(str(folder)).unet
+    assert unet.config.add_attention is expected
+    has_attention = any(type(m).__name__ == "Attention" for m in unet.modules())  # no level has any: only the middle
+    assert has_attention is expected

@@ -28,8 +28,16 @@ class UNetArguments:
     attention_levels: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Indices of the UNet levels that get self-attention, or 'none' (the mid block always has it). "
-            "Default: the first level below the input with at most 16x16 pixels."
+            "help": "Indices of the UNet levels that get self-attention, or 'none' (the mid block has its own: "
+            "--add_attention). Default: the first level below the input with at most 16x16 pixels."
+        },
+    )
+    add_attention: bool = field(
+        default=True,
+        metadata={
+            "help": "Self-attention in the UNet's mid block (diffusers' UNet2DModel add_attention). 'false' drops "
+            "it: with bf16 on a CPU the MNIST recipe's UNet then trains 1.3x faster and scored better at the same "
+            "step count (see the README)."
         },
     )
     norm_num_groups: int = field(default=8, metadata={"help": "GroupNorm groups in the UNet."})
@@ -138,6 +146,7 @@ def unet_config_from_args(
             "down_block_types": down,
             "up_block_types": up,
             "norm_num_groups": args.norm_num_groups,
+            "add_attention": args.add_attention,
         }
     try:
         check_unet_resolution(resolution, len(config.get("block_out_channels", [1, 1, 1, 1])))
