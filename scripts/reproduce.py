@@ -397,9 +397,9 @@ def mnist_wgan(data_dir: str, out: str) -> tuple[str, list[str]]:
     return table, [figure, grid]
 
 
-# 0.22 s per training step in bf16 autocast (0.30 in fp32) and 0.085 s per 64-image fp32 forward pass on 2 cores,
-# run alone (the default [32, 64, 64] with attention: about 3x that), so that 2,800 training steps and DDPM-1000 on
-# 150 images (bf16 UNet, below) fit in 15 minutes. The cosine schedule (Nichol & Dhariwal 2021) spends fewer steps
+# 0.19 s per training step in bf16 autocast without the mid block's attention (0.30 in fp32 with it) on 2 cores, run
+# alone (the default [32, 64, 64] with attention: about 3x that), so that 3,400 training steps and DDPM-1000 on 150
+# images (bf16 UNet, below) fit in 15 minutes. The cosine schedule (Nichol & Dhariwal 2021) spends fewer steps
 # on near-pure noise than the linear one at 28x28: a first run with the linear schedule and 200 images took 16.2 min
 # and reached DDIM-50 FID 64.4 (35x the floor).
 DDPM_UNET = {

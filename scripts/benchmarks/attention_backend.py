@@ -72,7 +72,7 @@ def main():
     for model in MODELS:
         runs: dict[str, list[float]] = {s: [] for s in SETTINGS}
         for repeat in range(args.repeats):
-            for setting in SETTINGS[repeat % 3 :] + SETTINGS[: repeat % 3]:  # rotate the order
+            for setting in SETTINGS[repeat % len(SETTINGS) :] + SETTINGS[: repeat % len(SETTINGS)]:  # rotate the order
                 child = [sys.executable, __file__, "--steps", str(args.steps), "--one", model, setting]
                 done = subprocess.run(child, capture_output=True, text=True)
                 if done.returncode != 0:

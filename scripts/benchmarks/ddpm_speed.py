@@ -19,12 +19,14 @@ import torch
 
 
 def main():
+    from hfgen.pipelines.sampling import SAMPLING_PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train_steps", type=int, default=200)
     parser.add_argument("--num_images", type=int, default=64)
     parser.add_argument("--output_dir", default="/tmp/hfgen-bench-ddpm")
     parser.add_argument("--model_dir", default=None, help="time the sampling of this trained folder (no training)")
-    parser.add_argument("--mixed_precision", choices=["no", "bf16"], default="no")
+    parser.add_argument("--mixed_precision", choices=SAMPLING_PRECISIONS, default="no")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
