@@ -112,3 +112,40 @@ def test_add_attention_switches_the_mid_block_attention(capsys, tmp_path, flag, 
     assert unet.config.add_attention is expected
     has_attention = any(type(m).__name__ == "Attention" for m in unet.modules())  # no level has any: only the middle
     assert has_attention is expected
+
+
+@pytest.mark.parametrize(
+    "flags, spacing, clip",
+    [([], "leading", True), (["--ddpm_timestep_spacing", "trailing", "--ddpm_clip_sample", "false"], "trailing", False)],
+)
+def test_sampling_flags_are_saved_and_followed_by_every_sampler(capsys, tmp_path, flags, spacing, clip):
+    """--ddpm_timestep_spacing / --ddpm_clip_sample land in the saved scheduler config and the model card, and
+    sampling with any scheduler built from it starts where the spacing says: with T = 50 and 10 steps, trailing
+    starts at 49 (the last trained timestep, pure noise); leading before it (DDIM at 45, DPM-Solver++ at 40)."""
+    from hfgen.pipelines import load_pipeline
+    from hfgen.pipelines.sampling import sample_images
+
+    folder = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "ddpm", "--output_dir", folder, "--max_train_steps", "1",
+                             *tiny_ddpm_flags(), *flags)  # fmt: skip
+    assert code == 0, err
+    pipeline = load_pipeline(str(folder))
+    assert pipeline.scheduler.config.timestep_spacing == spacing
+    assert pipeline.scheduler.config.clip_sample is clip
+    assert f'`timestep_spacing="{spacing}"`, x0 clipping {"on" if clip else "off"}' in (folder / "README.md").read_text()
+    for scheduler_name in ("ddim", "dpmsolver++", "unipc"):
+        seen = []
+        hook = pipeline.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[1].flatten()[0])))
+        try:
+            sample_images(pipeline, 2, scheduler_name, 10, show_progress=False, generator=torch.manual_seed(0))
+        finally:
+            hook.remove()
+        assert (seen[0] == 49) is (spacing == "trailing"), (scheduler_name, seen)
+        assert len(seen) == 10
+
+
+def test_an_unknown_timestep_spacing_is_one_error_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "ddpm", "--output_dir", tmp_path / "run",
+                             "--ddpm_timestep_spacing", "trail")  # fmt: skip
+    assert "--ddpm_timestep_spacing 'trail' is unknown; choose leading, linspace, trailing" in error_line(code, err)
+    assert not (tmp_path / "run").exists()
