@@ -95,7 +95,19 @@ def _sample_parser() -> argparse.ArgumentParser:
     _conditioning_arguments(parser)
     _pipeline_kwargs_argument(parser)
     _sampling_precision_argument(parser)
+    _scheduler_config_argument(parser)
     return parser
+
+
+def _scheduler_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler_config",
+        type=_json_object,
+        default=None,
+        help="Diffusion models: scheduler config options that replace the trained ones, as a JSON object (diffusers' "
+        'from_config(config, **kwargs)), e.g. \'{"timestep_spacing": "trailing", "clip_sample": false}\' '
+        "(start at the last trained timestep; no x0 clipping). Applied to --scheduler, or to the folder's own.",
+    )
 
 
 def _sampling_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -191,6 +203,7 @@ def _sample(argv: list[str]) -> None:
         class_labels=args.class_labels,
         guidance_scale=args.guidance_scale,
         mixed_precision=args.mixed_precision,
+        scheduler_config=args.scheduler_config,
     )
     seconds = time.perf_counter() - start
     output = args.output
@@ -231,6 +244,7 @@ def _evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=250, help="Images per network batch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling noise and KID subsets.")
     _sampling_precision_argument(parser)
+    _scheduler_config_argument(parser)
 
 
 def _evaluate(argv: list[str]) -> None:
@@ -274,6 +288,7 @@ def _evaluate(argv: list[str]) -> None:
         "seed": args.seed,
         "pipeline_kwargs": args.pipeline_kwargs,
         "mixed_precision": args.mixed_precision,
+        "scheduler_config": args.scheduler_config,
     }
     if args.guidance_scales is not None:
         from hfgen.jobs.guidance_sweep import format_sweep_table, guidance_sweep
@@ -326,6 +341,7 @@ def _compare_samplers(argv: list[str]) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
+        scheduler_config=args.scheduler_config,
     )
     with open(os.path.join(args.output_dir, "sampler_comparison.md")) as handle:
         print(handle.read())

@@ -116,7 +116,10 @@ def test_add_attention_switches_the_mid_block_attention(capsys, tmp_path, flag, 
 
 @pytest.mark.parametrize(
     "flags, spacing, clip",
-    [([], "leading", True), (["--ddpm_timestep_spacing", "trailing", "--ddpm_clip_sample", "false"], "trailing", False)],
+    [
+        ([], "leading", True),
+        (["--ddpm_timestep_spacing", "trailing", "--ddpm_clip_sample", "false"], "trailing", False),
+    ],
 )
 def test_sampling_flags_are_saved_and_followed_by_every_sampler(capsys, tmp_path, flags, spacing, clip):
     """--ddpm_timestep_spacing / --ddpm_clip_sample land in the saved scheduler config and the model card, and
@@ -132,10 +135,14 @@ def test_sampling_flags_are_saved_and_followed_by_every_sampler(capsys, tmp_path
     pipeline = load_pipeline(str(folder))
     assert pipeline.scheduler.config.timestep_spacing == spacing
     assert pipeline.scheduler.config.clip_sample is clip
-    assert f'`timestep_spacing="{spacing}"`, x0 clipping {"on" if clip else "off"}' in (folder / "README.md").read_text()
+    assert (
+        f'`timestep_spacing="{spacing}"`, x0 clipping {"on" if clip else "off"}' in (folder / "README.md").read_text()
+    )
     for scheduler_name in ("ddim", "dpmsolver++", "unipc"):
         seen = []
-        hook = pipeline.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[1].flatten()[0])))
+        hook = pipeline.unet.register_forward_pre_hook(
+            lambda module, args, seen=seen: seen.append(int(args[1].flatten()[0]))
+        )
         try:
             sample_images(pipeline, 2, scheduler_name, 10, show_progress=False, generator=torch.manual_seed(0))
         finally:

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from hfgen.errors import HfgenError
+from hfgen.errors import HfgenError, UnknownNameError
 from hfgen.jobs.evaluate import make_scorer, sample_timed
 
 SHOWN_PER_SAMPLER = 16  # images per sampler in sampler_samples.png
@@ -76,6 +76,7 @@ def compare_samplers(
     batch_size: int = 250,
     seed: int = 0,
     mixed_precision: str = "no",
+    scheduler_config: dict | None = None,
 ) -> list[dict]:
     """Sample a diffusion folder with several schedulers (same seed, same count) and compare quality and speed.
 
@@ -90,27 +91,38 @@ def compare_samplers(
         ``real_data_floor`` (the metrics of ``num_images`` real held-out images; the same in every row).
 
     ``mixed_precision="bf16"`` samples every row with the denoiser in bf16 autocast
-    (`hfgen.pipelines.sampling.sample_images`); each row records it.
+    (`hfgen.pipelines.sampling.sample_images`); each row records it. ``scheduler_config`` (e.g.
+    ``{"timestep_spacing": "trailing", "clip_sample": False}``) replaces those config options in every row's
+    scheduler that has them (`hfgen.pipelines.scheduling.make_scheduler`; DPM-Solver has no ``clip_sample``); each
+    row records the ones it applied.
 
     Raises:
         HfgenError: for a folder that is not a diffusion model (no scheduler to swap).
+        UnknownNameError: for a ``scheduler_config`` option that none of the schedulers has.
     """
     from tqdm.auto import tqdm
 
     from hfgen.pipelines import load_pipeline
-    from hfgen.pipelines.scheduling import check_num_inference_steps, make_scheduler
+    from hfgen.pipelines.scheduling import check_num_inference_steps, make_scheduler, scheduler_options
 
     pipeline = load_pipeline(output_dir)
     if "scheduler" not in getattr(pipeline, "components", {}):
         raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
     configs = _sampler_configs(configs, extra_configs, pipeline.scheduler.config.num_train_timesteps)
+    overrides = {name: {k: v for k, v in (scheduler_config or {}).items() if k in scheduler_options(name)}
+                 for name, _ in configs}  # fmt: skip
+    unused = set(scheduler_config or {}).difference(*overrides.values())
+    if unused:
+        raise UnknownNameError(
+            f"no sampler of this comparison has the config option {', '.join(map(repr, sorted(unused)))}"
+        )
     for name, steps in configs:  # every step count checked before the first sampler runs
-        check_num_inference_steps(make_scheduler(name, pipeline.scheduler.config), steps)
+        check_num_inference_steps(make_scheduler(name, pipeline.scheduler.config, **overrides[name]), steps)
     scorer = None
     rows, shown = [], []
     for name, steps in tqdm(configs, desc="Samplers", unit="sampler"):
         result, seconds = sample_timed(pipeline, num_images, name, steps, batch_size, seed,
-                                       mixed_precision=mixed_precision)  # fmt: skip
+                                       mixed_precision=mixed_precision, scheduler_config=overrides[name])  # fmt: skip
         shown.append(result.images[:SHOWN_PER_SAMPLER].cpu())
         if scorer is None:
             scorer = make_scorer(output_dir, reference, features, result.images, seed)
@@ -126,6 +138,7 @@ def compare_samplers(
                 "images_per_second": num_images / seconds,
                 "seconds": seconds,
                 "mixed_precision": mixed_precision,
+                "scheduler_config": overrides[name],
             }
         )
     baseline = next(row for row in rows if row["scheduler"] == "ddpm")
@@ -172,10 +185,12 @@ def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: 
     plt = pyplot()
 
     num_images = rows[0]["num_images"]
+    overrides = {key: value for row in rows for key, value in row.get("scheduler_config", {}).items()}
     with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:
         handle.write(
             f"# Sampler comparison ({num_images} images each, same seed, {features} features"
             + (", the UNet in bf16" if rows[0].get("mixed_precision") == "bf16" else "")
+            + "".join(f", {key}={value}" for key, value in sorted(overrides.items()))
             + ")\n\n"
             + comparison_markdown(rows, floor)
             + "\n"

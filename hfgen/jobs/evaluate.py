@@ -50,6 +50,7 @@ def sample_timed(
     pipeline_kwargs=None,
     guidance_scale=None,
     mixed_precision="no",
+    scheduler_config=None,
 ):
     """`hfgen.pipelines.sampling.sample_images` (a conditional model: every class in turn) and its wall time in
     seconds: ``(SamplingResult, seconds)``."""
@@ -66,6 +67,7 @@ def sample_timed(
         pipeline_kwargs=pipeline_kwargs,
         guidance_scale=guidance_scale,
         mixed_precision=mixed_precision,
+        scheduler_config=scheduler_config,
     )
     return result, time.perf_counter() - start
 
@@ -101,6 +103,7 @@ def evaluate_pipeline(
     guidance_scale: float | None = None,
     return_samples: bool = False,
     mixed_precision: str = "no",
+    scheduler_config: dict | None = None,
 ) -> dict | tuple[dict, SamplingResult]:
     """Sample ``num_images`` from a trained folder, time it and compute every metric with its real-data floor.
 
@@ -121,6 +124,9 @@ def evaluate_pipeline(
         return_samples (`bool`): also return the scored images (`hfgen.pipelines.sampling.SamplingResult`).
         mixed_precision (`str`): ``"no"`` or ``"bf16"`` (a diffusion model's denoiser in bf16 autocast, see
             `hfgen.pipelines.sampling.sample_images`); bf16 is recorded in the result and its ``metrics.json`` key.
+        scheduler_config (`dict`, *optional*): scheduler config options that replace the trained ones (e.g.
+            ``{"timestep_spacing": "trailing"}``, see `hfgen.pipelines.sampling.sample_images`); recorded in the
+            result and its ``metrics.json`` key.
 
     A class-conditional model is sampled with equal numbers of every class (class ``i % C`` for image ``i``) and gets
     `MetricScorer.conditional_scores` too: ``class_accuracy`` (the features' classifier judges), ``per_class_fid``
@@ -143,7 +149,7 @@ def evaluate_pipeline(
     pipeline = load_pipeline(output_dir)
     result, seconds = sample_timed(
         pipeline, num_images, scheduler_name, num_inference_steps, batch_size, seed, pipeline_kwargs, guidance_scale,
-        mixed_precision,
+        mixed_precision, scheduler_config,
     )  # fmt: skip
     scorer = make_scorer(output_dir, reference, features, result.images, seed)
     metrics = scorer.score(result.images, class_labels=result.class_labels)
@@ -161,6 +167,8 @@ def evaluate_pipeline(
     )
     if pipeline_kwargs:
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
+    if scheduler_config:
+        metrics["scheduler_config"] = dict(scheduler_config)
     metrics["mixed_precision"] = mixed_precision  # always: metrics.json's top level is the latest evaluation
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
@@ -193,8 +201,10 @@ def save_metrics(output_dir: str, metrics: dict) -> str:
 
 def evaluation_key(metrics: dict) -> str:
     """The key of one evaluation in ``metrics.json["evaluations"]``, e.g. ``DDIMScheduler-50steps-1000images``
-    (``-denoise=False`` and the like appended for ``pipeline_kwargs``, ``-bf16`` for bf16 sampling)."""
+    (``-denoise=False`` and the like appended for ``pipeline_kwargs`` and ``scheduler_config``, ``-bf16`` for bf16
+    sampling)."""
     extra = "".join(f"-{k}={v}" for k, v in sorted(metrics.get("pipeline_kwargs", {}).items()))
+    extra += "".join(f"-{k}={v}" for k, v in sorted(metrics.get("scheduler_config", {}).items()))
     if metrics.get("mixed_precision", "no") != "no":
         extra += f"-{metrics['mixed_precision']}"
     if metrics.get("class_conditional"):
@@ -270,13 +280,15 @@ def _evaluation_section(evaluations: dict, dataset: str, split: str) -> tuple[li
     names = {"fid": "FID", "kid_mean": "KID (raw MMD², not x1000)", "cmmd": "CMMD", "coverage": "coverage"}
     for metrics in evaluations.values():
         floor = metrics.get("real_data_floor", {})
-        bf16 = ", bf16 UNet" if metrics.get("mixed_precision", "no") == "bf16" else ""
-        config = f"{metrics['scheduler']} {metrics['num_inference_steps']} steps{bf16}, {metrics['features']} features"
+        notes = ", bf16 UNet" if metrics.get("mixed_precision", "no") == "bf16" else ""
+        notes += "".join(f", {k}={v}" for k, v in sorted(metrics.get("scheduler_config", {}).items()))
+        steps = f"{metrics['scheduler']} {metrics['num_inference_steps']} steps"
+        config = f"{steps}{notes}, {metrics['features']} features"
         for key, label in names.items():
             results.append(result(key, metrics[key], f"{label} ({config})"))
         likelihood = f"{metrics['bits_per_dim']:.3f}" if "bits_per_dim" in metrics else "n/a"
         lines.append(
-            f"| {metrics['scheduler']}{bf16} | {metrics['num_inference_steps']} | {metrics['num_images']} | "
+            f"| {metrics['scheduler']}{notes} | {metrics['num_inference_steps']} | {metrics['num_images']} | "
             f"{metrics['fid']:.3f} ({floor.get('fid', float('nan')):.3f}) | "
             f"{metrics['kid_mean']:.4f} ({floor.get('kid_mean', float('nan')):.4f}) | "
             f"{metrics['cmmd']:.4f} ({floor.get('cmmd', float('nan')):.4f}) | {metrics['precision']:.3f} | "

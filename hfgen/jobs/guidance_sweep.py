@@ -66,6 +66,7 @@ def guidance_sweep(
     seed: int = 0,
     pipeline_kwargs: dict | None = None,
     mixed_precision: str = "no",
+    scheduler_config: dict | None = None,
 ) -> list[dict]:
     """Evaluate a class-conditional DDPM/NCSN folder at each guidance scale and write the sweep.
 
@@ -73,7 +74,7 @@ def guidance_sweep(
         output_dir (`str`): a trained ``--class_conditional`` DDPM or NCSN folder (written into).
         guidance_scales (`list[float]`): the w values, each >= 0 (0: unconditional, 1: conditional, > 1: guided).
         num_images, scheduler_name, num_inference_steps, reference, features, batch_size, seed, pipeline_kwargs,
-            mixed_precision: as in `hfgen.jobs.evaluate.evaluate_pipeline`, the same for every w.
+            mixed_precision, scheduler_config: as in `hfgen.jobs.evaluate.evaluate_pipeline`, the same for every w.
 
     Returns:
         One metrics dict per w (in the order given), as `evaluate_pipeline` returns them.
@@ -109,6 +110,7 @@ def guidance_sweep(
             pipeline_kwargs=pipeline_kwargs,
             guidance_scale=w,
             mixed_precision=mixed_precision,
+            scheduler_config=scheduler_config,
         )
         accuracy = metrics.get("class_accuracy")
         print(

@@ -164,18 +164,23 @@ class _SamplerPlan:
     num_inference_steps: int | None
 
 
-def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels) -> _SamplerPlan:
+def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, scheduler_config=None) -> _SamplerPlan:
     """Sample ``pipeline.unet`` with its own or the named diffusers scheduler through hfgen's diffusion pipelines.
 
-    The default number of steps is the training ``num_train_timesteps`` for DDPM and 50 for every other scheduler.
+    The default number of steps is the training ``num_train_timesteps`` for DDPM and 50 for every other scheduler;
+    ``scheduler_config`` overrides the scheduler's config options (`hfgen.pipelines.scheduling.make_scheduler`).
 
     Raises:
-        UnknownNameError: for a ``scheduler_name`` that is not a diffusers scheduler.
+        UnknownNameError: for a ``scheduler_name`` that is not a diffusers scheduler, or an override it does not have.
         ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
     """
     from hfgen.pipelines.scheduling import UnconditionalDiffusionPipeline, check_num_inference_steps, make_scheduler
 
-    sched = pipeline.scheduler if scheduler_name is None else make_scheduler(scheduler_name, pipeline.scheduler.config)
+    if scheduler_name is None and not scheduler_config:
+        sched = pipeline.scheduler
+    else:
+        name = type(pipeline.scheduler).__name__ if scheduler_name is None else scheduler_name
+        sched = make_scheduler(name, pipeline.scheduler.config, **(scheduler_config or {}))
     if labels is not None:
         from hfgen.pipelines.pipeline_class_conditional import ClassConditionalDiffusionPipeline
 
@@ -306,6 +311,7 @@ def sample_images(
     class_labels=None,
     guidance_scale: float | None = None,
     mixed_precision: str = "no",
+    scheduler_config: dict | None = None,
 ) -> SamplingResult:
     """Draw ``num_images`` samples from ``pipeline`` in batches of ``batch_size``.
 
@@ -330,12 +336,18 @@ def sample_images(
         mixed_precision (`str`): ``"no"`` (float32) or ``"bf16"``: the denoiser's forward passes in bf16 autocast
             (`bf16_network`), for the pipelines that evaluate a network many times (DDPM, NCSN); the images
             differ from float32 ones by rounding (DDIM-50 FID on the `mnist-ddpm` recipe's model: see the README).
+        scheduler_config (`dict`, *optional*): for diffusion pipelines with a diffusers scheduler, config options that
+            replace the trained ones, e.g. ``{"timestep_spacing": "trailing", "clip_sample": False}`` (see
+            `hfgen.pipelines.scheduling.make_scheduler`); applied to ``scheduler_name``'s scheduler, or to the
+            folder's own without one.
 
     Raises:
         HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, ``num_inference_steps`` other than 1 for a
             one-shot generator (VAE, GAN, flow, autoencoder), ``pipeline_kwargs`` it does not take, class labels or
             a guidance scale for a model that was not trained with them, a label outside the classes, or a
-            ``mixed_precision`` other than ``"no"``/``"bf16"`` (``"bf16"`` for a one-shot generator).
+            ``mixed_precision`` other than ``"no"``/``"bf16"`` (``"bf16"`` for a one-shot generator), or a
+            ``scheduler_config`` for a pipeline without a diffusers scheduler (one-shot generators, NCSN).
+        UnknownNameError: for a ``scheduler_config`` option the scheduler does not have (the message lists its own).
         ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
     """
     if num_images <= 0 or batch_size <= 0:
@@ -348,8 +360,13 @@ def sample_images(
     swappable = type(components.get("scheduler")).__module__.startswith("diffusers.")
     labels = _resolve_labels(pipeline, num_images, class_labels, guidance_scale)
     if "unet" in components and swappable:
-        plan = _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels)
+        plan = _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, scheduler_config)
     else:
+        if scheduler_config:
+            raise HfgenError(
+                f"{type(pipeline).__name__} has no diffusers scheduler whose config could be changed; drop "
+                "--scheduler_config (set its own sampling options with --pipeline_kwargs)"
+            )
         plan = _own_plan(pipeline, components, scheduler_name, num_inference_steps, show_progress)
     plan.kwargs.update(_extra_call_arguments(plan.sampler, pipeline_kwargs, guidance_scale))
     precision = contextlib.nullcontext()

@@ -90,25 +90,52 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def make_scheduler(name: str, config):
-    """Build scheduler ``name`` from another scheduler's ``config`` with ``from_config``.
-
-    Args:
-        name (`str`): a short name (``"ddim"``, ``"dpmsolver++"``, ``"euler"``, ...; see `SCHEDULERS`) or a diffusers
-            scheduler class name (``"DDIMScheduler"``).
-        config: the trained scheduler's config (``pipeline.scheduler.config``).
+def scheduler_options(name: str) -> list[str]:
+    """The config options of scheduler ``name`` (a short name or class name: the arguments of its ``__init__``).
 
     Raises:
         UnknownNameError: for an unknown name; the message lists the valid ones.
     """
+    cls = _scheduler_class(name)[0]
+    return [option for option in inspect.signature(cls.__init__).parameters if option not in ("self", "kwargs")]
+
+
+def _scheduler_class(name: str):
+    """``(class, extra config)`` of a short name or diffusers scheduler class name."""
     class_name, extra = SCHEDULERS.get(name.lower(), (name, {}))
     cls = getattr(diffusers, class_name, None)
     if cls is None or not class_name.endswith("Scheduler"):
         raise UnknownNameError(
             f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)} or a diffusers scheduler class name"
         )
+    return cls, extra
+
+
+def make_scheduler(name: str, config, **overrides):
+    """Build scheduler ``name`` from another scheduler's ``config`` with ``from_config``.
+
+    Args:
+        name (`str`): a short name (``"ddim"``, ``"dpmsolver++"``, ``"euler"``, ...; see `SCHEDULERS`) or a diffusers
+            scheduler class name (``"DDIMScheduler"``).
+        config: the trained scheduler's config (``pipeline.scheduler.config``).
+        **overrides: config options that replace the trained ones (and the short name's own), as
+            ``diffusers.SchedulerMixin.from_config(config, **kwargs)`` takes them, e.g. ``timestep_spacing="trailing"``
+            (start at the last trained timestep; Lin et al. 2024) or ``clip_sample=False`` (DDIM/DDPM: do not clip
+            the predicted x0). ``hfgen sample --scheduler_config '{"timestep_spacing": "trailing"}'``.
+
+    Raises:
+        UnknownNameError: for an unknown name (the message lists the valid ones), an override the scheduler class
+            does not have (the message lists its options) or a value ``from_config`` refuses.
+    """
+    cls, extra = _scheduler_class(name)
+    options = scheduler_options(name)
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise UnknownNameError(
+            f"{cls.__name__} has no config option {', '.join(map(repr, unknown))}; its options: {', '.join(options)}"
+        )
     try:
-        return cls.from_config(config, **extra)
+        return cls.from_config(config, **{**extra, **overrides})
     except (ValueError, TypeError, NotImplementedError) as err:
         raise UnknownNameError(
             f"scheduler {name!r} cannot be built from this model's scheduler config: {err}"
