@@ -173,7 +173,7 @@ def _json_object(text: str) -> dict:
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"denoise\": false}}', got {text}")
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"name\": value}}', got {text}")
     return value
 
 

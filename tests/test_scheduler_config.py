@@ -13,7 +13,7 @@ from diffusers import DDPMScheduler
 from helpers import TINY_DDPM, error_line, run_cli
 
 import hfgen
-from hfgen.errors import HfgenError, UnknownNameError
+from hfgen.errors import ConfigurationError, HfgenError, UnknownNameError
 from hfgen.pipelines.sampling import sample_images
 from hfgen.pipelines.scheduling import make_scheduler, scheduler_options
 
@@ -24,6 +24,13 @@ def trained_ddpm(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddpm")
     hfgen.train("ddpm", output_dir=str(folder), max_train_steps=20, report_to="none", **TINY_DDPM)
     return str(folder)
+
+
+@pytest.fixture
+def ddpm_copy(tmp_path, trained_ddpm):
+    """A copy of the trained folder for tests that write into it (metrics.json, the card, sampler comparisons)."""
+    shutil.copytree(trained_ddpm, tmp_path / "copy")
+    return str(tmp_path / "copy")
 
 
 def first_timesteps(pipeline, **kwargs) -> list[int]:
@@ -44,8 +51,27 @@ def test_make_scheduler_applies_overrides_and_lists_the_options_of_an_unknown_on
     dpm = make_scheduler("dpmsolver++", config, timestep_spacing="trailing")
     assert dpm.config.algorithm_type == "dpmsolver++" and dpm.config.timestep_spacing == "trailing"
     assert "clip_sample" in scheduler_options("ddim") and "clip_sample" not in scheduler_options("dpmsolver++")
-    with pytest.raises(UnknownNameError, match="DPMSolverMultistepScheduler has no config option 'clip_sample'; its"):
+    with pytest.raises(UnknownNameError, match="DPMSolverMultistepScheduler has no config option 'clip_sample'; the"):
         make_scheduler("dpmsolver++", config, clip_sample=False)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"clip_sample": "false"}, "clip_sample must be true or false (a JSON boolean), got 'false'"),
+        ({"timestep_spacing": 3}, "timestep_spacing must be a string, got 3"),
+        ({"timestep_spacing": "trail"}, "timestep_spacing must be one of leading, linspace, trailing, got 'trail'"),
+        ({"steps_offset": "1"}, "steps_offset must be a number"),
+        ({"steps_offset": 100}, "puts timesteps outside the trained 0..49"),
+        ({"num_train_timesteps": 10}, "num_train_timesteps cannot change at sampling time"),
+        ({"prediction_type": "sample"}, "prediction_type cannot change at sampling time"),
+    ],
+)
+def test_make_scheduler_refuses_wrong_types_trained_options_and_timesteps_out_of_range(overrides, message):
+    config = DDPMScheduler(num_train_timesteps=50).config
+    with pytest.raises(ConfigurationError) as caught:
+        make_scheduler("ddim", config, **overrides)
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize("scheduler_name", ["ddim", None])  # None: the folder's own DDPMScheduler
@@ -95,26 +121,40 @@ def test_the_command_line_refuses_unknown_options_and_bad_json_in_one_line(capsy
     assert "--scheduler_config" in line and "not valid JSON" in line, line
 
 
-def test_hfgen_evaluate_records_the_overrides_in_its_own_metrics_entry(capsys, trained_ddpm):
+def test_hfgen_evaluate_records_the_overrides_in_its_own_metrics_entry(capsys, ddpm_copy):
     trailing = '{"timestep_spacing": "trailing"}'
-    code, out, err = run_cli(capsys, "evaluate", trained_ddpm, "--scheduler", "ddim", "--num_inference_steps", "3",
+    code, out, err = run_cli(capsys, "evaluate", ddpm_copy, "--scheduler", "ddim", "--num_inference_steps", "3",
                              "--num_images", "70", "--scheduler_config", trailing)  # fmt: skip
     assert code == 0, err
-    written = json.loads((Path(trained_ddpm) / "metrics.json").read_text())
+    written = json.loads((Path(ddpm_copy) / "metrics.json").read_text())
     entry = written["evaluations"]["DDIMScheduler-3steps-70images-timestep_spacing=trailing"]
     assert entry["scheduler_config"] == {"timestep_spacing": "trailing"} and entry["nfe"] == 3
-    assert "| DDIMScheduler, timestep_spacing=trailing | 3 | 70 |" in (Path(trained_ddpm) / "README.md").read_text()
+    assert "| DDIMScheduler, timestep_spacing=trailing | 3 | 70 |" in (Path(ddpm_copy) / "README.md").read_text()
+
+    code, out, err = run_cli(capsys, "evaluate", ddpm_copy, "--scheduler", "ddim", "--num_inference_steps", "3",
+                             "--num_images", "70")  # fmt: skip
+    assert code == 0, err
+    written = json.loads((Path(ddpm_copy) / "metrics.json").read_text())
+    assert written["scheduler_config"] == {}  # the top level is the latest evaluation, not a leftover
+    assert set(written["evaluations"]) >= {"DDIMScheduler-3steps-70images",
+                                            "DDIMScheduler-3steps-70images-timestep_spacing=trailing"}  # fmt: skip
 
 
-def test_compare_samplers_applies_each_option_where_the_scheduler_has_it(trained_ddpm):
+def test_compare_samplers_applies_each_option_where_the_scheduler_has_it(capsys, ddpm_copy):
     from hfgen.jobs.compare_samplers import compare_samplers
 
-    overrides = {"clip_sample": False, "timestep_spacing": "trailing"}
-    rows = compare_samplers(trained_ddpm, num_images=70, configs=[("ddpm", 50), ("ddim", 5), ("dpmsolver++", 5)],
-                            scheduler_config=overrides)  # fmt: skip
-    applied = {row["scheduler"]: row["scheduler_config"] for row in rows}
-    assert applied == {"ddpm": overrides, "ddim": overrides, "dpmsolver++": {"timestep_spacing": "trailing"}}
-    title = (Path(trained_ddpm) / "sampler_comparison.md").read_text().splitlines()[0]
-    assert "clip_sample=False, timestep_spacing=trailing" in title, title
+    options = '{"clip_sample": false, "timestep_spacing": "trailing"}'
+    code, out, err = run_cli(
+        capsys, "compare-samplers", ddpm_copy, "--num_images", "70", "--scheduler_config", options
+    )
+    assert code == 0, err
+    rows = json.loads((Path(ddpm_copy) / "sampler_comparison.json").read_text())
+    both = {"clip_sample": False, "timestep_spacing": "trailing"}
+    for row in rows:  # DDPM and DDIM have both options, DPM-Solver++ (and its SDE form) only the spacing
+        expected = both if row["scheduler"] in ("ddpm", "ddim") else {"timestep_spacing": "trailing"}
+        assert row["scheduler_config"] == expected, row
+    assert {row["scheduler"] for row in rows} >= {"ddpm", "ddim", "dpmsolver++"}
+    title = (Path(ddpm_copy) / "sampler_comparison.md").read_text().splitlines()[0]
+    assert "clip_sample=False, timestep_spacing=trailing where the scheduler has it" in title, title
     with pytest.raises(UnknownNameError, match="no sampler of this comparison has the config option 'use_karras'"):
-        compare_samplers(trained_ddpm, num_images=70, configs=[("ddim", 5)], scheduler_config={"use_karras": True})
+        compare_samplers(ddpm_copy, num_images=70, configs=[("ddim", 5)], scheduler_config={"use_karras": True})

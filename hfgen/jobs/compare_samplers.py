@@ -138,7 +138,7 @@ def compare_samplers(
                 "images_per_second": num_images / seconds,
                 "seconds": seconds,
                 "mixed_precision": mixed_precision,
-                "scheduler_config": overrides[name],
+                "scheduler_config": dict(result.scheduler_config),  # as applied: each row its own
             }
         )
     baseline = next(row for row in rows if row["scheduler"] == "ddpm")
@@ -186,11 +186,14 @@ def _write_comparison(output_dir: str, rows: list[dict], floor: dict, features: 
 
     num_images = rows[0]["num_images"]
     overrides = {key: value for row in rows for key, value in row.get("scheduler_config", {}).items()}
+    overrides_note = "".join(f", {key}={value}" for key, value in sorted(overrides.items()))
+    if overrides and any(row.get("scheduler_config") != overrides for row in rows):
+        overrides_note += " where the scheduler has it"
     with open(os.path.join(output_dir, "sampler_comparison.md"), "w") as handle:
         handle.write(
             f"# Sampler comparison ({num_images} images each, same seed, {features} features"
             + (", the UNet in bf16" if rows[0].get("mixed_precision") == "bf16" else "")
-            + "".join(f", {key}={value}" for key, value in sorted(overrides.items()))
+            + overrides_note
             + ")\n\n"
             + comparison_markdown(rows, floor)
             + "\n"

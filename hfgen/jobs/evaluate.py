@@ -53,7 +53,16 @@ def sample_timed(
     scheduler_config=None,
 ):
     """`hfgen.pipelines.sampling.sample_images` (a conditional model: every class in turn) and its wall time in
-    seconds: ``(SamplingResult, seconds)``."""
+    seconds: ``(SamplingResult, seconds)``.
+
+    Args:
+        pipeline: a loaded hfgen pipeline. num_images (`int`): images to draw. scheduler_name (`str`, *optional*),
+            num_inference_steps (`int`, *optional*), batch_size (`int`), pipeline_kwargs, guidance_scale,
+            mixed_precision, scheduler_config: as in `sample_images`. seed (`int`): the sampling noise's seed.
+
+    Raises:
+        HfgenError: as `sample_images` raises it (its subclasses for unknown names and impossible configurations).
+    """
     from hfgen.pipelines.sampling import sample_images
 
     start = time.perf_counter()
@@ -167,8 +176,8 @@ def evaluate_pipeline(
     )
     if pipeline_kwargs:
         metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
-    if scheduler_config:
-        metrics["scheduler_config"] = dict(scheduler_config)
+    # always, as it was applied: metrics.json's top level is the latest evaluation, not a leftover of an earlier one
+    metrics["scheduler_config"] = dict(result.scheduler_config)
     metrics["mixed_precision"] = mixed_precision  # always: metrics.json's top level is the latest evaluation
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)

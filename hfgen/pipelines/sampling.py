@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -64,6 +64,8 @@ class SamplingResult:
             make two per step; classifier-free guidance doubles the count).
         class_labels (`torch.Tensor` of shape `(num_images,)`, *optional*): the class each image was generated for
             (class-conditional models), None otherwise.
+        scheduler_config (`dict`): the config options that replaced the trained ones (``scheduler_config`` of
+            `sample_images`) in the scheduler that sampled; empty without.
     """
 
     images: torch.Tensor
@@ -71,6 +73,7 @@ class SamplingResult:
     num_inference_steps: int
     network_evaluations: int
     class_labels: torch.Tensor | None = None
+    scheduler_config: dict = field(default_factory=dict)
 
 
 def _image_shape(pipeline) -> tuple[int, int] | None:
@@ -162,6 +165,7 @@ class _SamplerPlan:
     name: str
     kwargs: dict
     num_inference_steps: int | None
+    scheduler_config: dict = field(default_factory=dict)
 
 
 def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, scheduler_config=None) -> _SamplerPlan:
@@ -194,7 +198,8 @@ def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, sched
         num_inference_steps = sched.config.num_train_timesteps if is_ddpm else 50
     check_num_inference_steps(sched, num_inference_steps)
     kwargs = {"num_inference_steps": num_inference_steps}
-    return _SamplerPlan(sampler, pipeline.unet, type(sched).__name__, kwargs, num_inference_steps)
+    applied = {key: sched.config[key] for key in scheduler_config or {}}  # as the sampling scheduler holds them
+    return _SamplerPlan(sampler, pipeline.unet, type(sched).__name__, kwargs, num_inference_steps, applied)
 
 
 def _own_plan(pipeline, components: dict, scheduler_name, num_inference_steps, show_progress: bool) -> _SamplerPlan:
@@ -336,10 +341,11 @@ def sample_images(
         mixed_precision (`str`): ``"no"`` (float32) or ``"bf16"``: the denoiser's forward passes in bf16 autocast
             (`bf16_network`), for the pipelines that evaluate a network many times (DDPM, NCSN); the images
             differ from float32 ones by rounding (DDIM-50 FID on the `mnist-ddpm` recipe's model: see the README).
-        scheduler_config (`dict`, *optional*): for diffusion pipelines with a diffusers scheduler, config options that
-            replace the trained ones, e.g. ``{"timestep_spacing": "trailing", "clip_sample": False}`` (see
-            `hfgen.pipelines.scheduling.make_scheduler`); applied to ``scheduler_name``'s scheduler, or to the
-            folder's own without one.
+        scheduler_config (`dict`, *optional*): for diffusion pipelines with a diffusers scheduler, sampling-time
+            config options that replace the trained ones, e.g. ``{"timestep_spacing": "trailing", "clip_sample":
+            False}`` (see `hfgen.pipelines.scheduling.make_scheduler`); applied to ``scheduler_name``'s scheduler, or
+            to the folder's own without one. Guided DDIM (``guidance_scale`` not 0 or 1) never clips x0, whatever
+            ``clip_sample`` says (`hfgen.pipelines.pipeline_class_conditional.guided_scheduler`).
 
     Raises:
         HfgenError: for ``num_images <= 0``, a pipeline that cannot sample, ``num_inference_steps`` other than 1 for a
@@ -348,6 +354,8 @@ def sample_images(
             ``mixed_precision`` other than ``"no"``/``"bf16"`` (``"bf16"`` for a one-shot generator), or a
             ``scheduler_config`` for a pipeline without a diffusers scheduler (one-shot generators, NCSN).
         UnknownNameError: for a ``scheduler_config`` option the scheduler does not have (the message lists its own).
+        ConfigurationError: for a ``scheduler_config`` option fixed by training (the noise schedule, the prediction
+            type) or a value of the wrong type or range (see `hfgen.pipelines.scheduling.make_scheduler`).
         ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
     """
     if num_images <= 0 or batch_size <= 0:
@@ -384,4 +392,4 @@ def sample_images(
         timesteps = getattr(components.get("scheduler"), "timesteps", None)
         num_inference_steps = len(timesteps) if timesteps is not None else 1
     network_evaluations = per_image if plan.network is not None else 1
-    return SamplingResult(images, plan.name, num_inference_steps, network_evaluations, labels)
+    return SamplingResult(images, plan.name, num_inference_steps, network_evaluations, labels, plan.scheduler_config)

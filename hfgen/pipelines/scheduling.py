@@ -90,8 +90,17 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
+TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")  # diffusers' timestep_spacing values
+# Options that define the noise schedule or what the network predicts: fixed by training, never overridden at sampling
+TRAINED_OPTIONS = (
+    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type",
+    "rescale_betas_zero_snr",
+)  # fmt: skip
+
+
 def scheduler_options(name: str) -> list[str]:
-    """The config options of scheduler ``name`` (a short name or class name: the arguments of its ``__init__``).
+    """The config options of scheduler ``name`` (a short name or class name): the arguments of its ``__init__`` in
+    their order, without ``self`` and ``kwargs``.
 
     Raises:
         UnknownNameError: for an unknown name; the message lists the valid ones.
@@ -111,6 +120,53 @@ def _scheduler_class(name: str):
     return cls, extra
 
 
+def _check_overrides(cls, options: list[str], defaults: dict, overrides: dict) -> None:
+    """Refuse overrides ``cls`` does not have, that training fixed, or whose type differs from the value they
+    replace (``"false"`` for a bool would be truthy in diffusers and clip all the same)."""
+    allowed = [option for option in options if option not in TRAINED_OPTIONS]
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise UnknownNameError(
+            f"{cls.__name__} has no config option {', '.join(map(repr, unknown))}; the options it can change at "
+            f"sampling time: {', '.join(allowed)}"
+        )
+    fixed = sorted(set(overrides) & set(TRAINED_OPTIONS))
+    if fixed:
+        raise ConfigurationError(
+            f"{', '.join(fixed)} cannot change at sampling time: the network was trained with them; options that "
+            f"can: {', '.join(allowed)}"
+        )
+    for key, value in overrides.items():
+        current = defaults.get(key)
+        if isinstance(current, bool) and not isinstance(value, bool):
+            raise ConfigurationError(f"{key} must be true or false (a JSON boolean), got {value!r}")
+        if isinstance(current, (int, float)) and not isinstance(current, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{key} must be a number, got {value!r}")
+        if isinstance(current, str) and not isinstance(value, str):
+            raise ConfigurationError(f"{key} must be a string, got {value!r}")
+    if "timestep_spacing" in overrides and overrides["timestep_spacing"] not in TIMESTEP_SPACINGS:
+        raise ConfigurationError(
+            f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {overrides['timestep_spacing']!r}"
+        )
+
+
+def _check_timesteps(scheduler, overrides: dict) -> None:
+    """Set timesteps once (10 steps, or every trained one if fewer) to catch overrides that make diffusers fail or
+    leave the trained range 0..T-1 (e.g. a large ``steps_offset``), before any sampling."""
+    trained = scheduler.config.num_train_timesteps
+    try:
+        scheduler.set_timesteps(min(10, trained - 1) or 1)
+    except (ValueError, TypeError, IndexError) as err:
+        raise ConfigurationError(f"scheduler config {overrides}: {str(err).splitlines()[0]}") from None
+    timesteps = torch.as_tensor(scheduler.timesteps)
+    if len(timesteps) and (timesteps.min() < 0 or timesteps.max() > trained - 1):
+        raise ConfigurationError(
+            f"scheduler config {overrides} puts timesteps outside the trained 0..{trained - 1} "
+            f"({int(timesteps.min())}..{int(timesteps.max())})"
+        )
+
+
 def make_scheduler(name: str, config, **overrides):
     """Build scheduler ``name`` from another scheduler's ``config`` with ``from_config``.
 
@@ -118,28 +174,34 @@ def make_scheduler(name: str, config, **overrides):
         name (`str`): a short name (``"ddim"``, ``"dpmsolver++"``, ``"euler"``, ...; see `SCHEDULERS`) or a diffusers
             scheduler class name (``"DDIMScheduler"``).
         config: the trained scheduler's config (``pipeline.scheduler.config``).
-        **overrides: config options that replace the trained ones (and the short name's own), as
+        **overrides: sampling-time config options that replace the trained ones (and the short name's own), as
             ``diffusers.SchedulerMixin.from_config(config, **kwargs)`` takes them, e.g. ``timestep_spacing="trailing"``
             (start at the last trained timestep; Lin et al. 2024) or ``clip_sample=False`` (DDIM/DDPM: do not clip
-            the predicted x0). ``hfgen sample --scheduler_config '{"timestep_spacing": "trailing"}'``.
+            the predicted x0). ``hfgen sample --scheduler_config '{"timestep_spacing": "trailing"}'``. The options
+            of the noise schedule and the prediction type (`TRAINED_OPTIONS`) are refused.
+
+    Returns:
+        a new scheduler of ``name``'s class (``config`` and the loaded scheduler are not changed).
 
     Raises:
         UnknownNameError: for an unknown name (the message lists the valid ones), an override the scheduler class
-            does not have (the message lists its options) or a value ``from_config`` refuses.
+            does not have (the message lists its options) or a config ``from_config`` refuses.
+        ConfigurationError: for an override in `TRAINED_OPTIONS`, a value of another type than the one it replaces
+            (a JSON string ``"false"`` for a bool), a ``timestep_spacing`` outside `TIMESTEP_SPACINGS`, or values
+            that make ``set_timesteps`` fail or leave the trained timesteps 0..T-1.
     """
     cls, extra = _scheduler_class(name)
-    options = scheduler_options(name)
-    unknown = sorted(set(overrides) - set(options))
-    if unknown:
-        raise UnknownNameError(
-            f"{cls.__name__} has no config option {', '.join(map(repr, unknown))}; its options: {', '.join(options)}"
-        )
+    if overrides:
+        _check_overrides(cls, scheduler_options(name), {**cls.from_config(config, **extra).config, **extra}, overrides)
     try:
-        return cls.from_config(config, **{**extra, **overrides})
+        scheduler = cls.from_config(config, **{**extra, **overrides})
     except (ValueError, TypeError, NotImplementedError) as err:
         raise UnknownNameError(
             f"scheduler {name!r} cannot be built from this model's scheduler config: {err}"
         ) from None
+    if overrides:
+        _check_timesteps(scheduler, overrides)
+    return scheduler
 
 
 class UnconditionalDiffusionPipeline(DDPMPipeline):

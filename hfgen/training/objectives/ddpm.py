@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
+from hfgen.pipelines.scheduling import TIMESTEP_SPACINGS
 from hfgen.training.objectives.base import Objective, TrainingContext, drop_labels
 from hfgen.training.objectives.unet import UNetArguments, configure_unet, unet_config_from_args
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class DDPMArguments(UNetArguments):
             "help": f"How samplers with fewer steps than --ddpm_num_steps pick their timesteps (diffusers' "
             f"timestep_spacing, saved in the scheduler config): {', '.join(TIMESTEP_SPACINGS)}. 'trailing' starts "
             "at the last trained timestep, i.e. at pure noise (Lin et al. 2024, 'Common Diffusion Noise Schedules "
-            "and Sample Steps are Flawed', table 2); 'leading' (diffusers' default) starts T/N - 1 steps before it."
+            "and Sample Steps are Flawed', table 2); 'leading' (diffusers' default) starts before it (DDIM-50 of "
+            "1,000 steps at t = 980)."
         },
     )
     ddpm_clip_sample: bool = field(
