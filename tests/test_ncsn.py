@@ -258,6 +258,10 @@ def test_evaluate_records_each_sampler_setting_separately(ncsn_folder, capsys):
         "AnnealedLangevinScheduler-8steps-66images-denoise=False",
         "AnnealedLangevinScheduler-9steps-66images",
     ]
+    code, stdout, err = run_cli(capsys, "evaluate", out, "--num_images", 66, "--batch_size", 66)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())  # the latest run at the top, not the denoise=False one
+    assert metrics["nfe"] == 9 and metrics["pipeline_kwargs"] == {}
     code, _, err = run_cli(capsys, "evaluate", out, "--pipeline_kwargs", "[1]")
     assert code == 2 and "JSON object" in err
     code, _, err = run_cli(capsys, "sample", out, "--num_inference_steps", 5)

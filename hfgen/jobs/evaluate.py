@@ -174,10 +174,9 @@ def evaluate_pipeline(
         sampling_seconds=seconds,
         seed=seed,
     )
-    if pipeline_kwargs:
-        metrics["pipeline_kwargs"] = dict(pipeline_kwargs)
-    # always, as it was applied: metrics.json's top level is the latest evaluation, not a leftover of an earlier one
-    metrics["scheduler_config"] = dict(result.scheduler_config)
+    # always (empty without): metrics.json's top level is the latest evaluation, not a leftover of an earlier one
+    metrics["pipeline_kwargs"] = dict(pipeline_kwargs or {})
+    metrics["scheduler_config"] = dict(result.scheduler_config)  # as applied
     metrics["mixed_precision"] = mixed_precision  # always: metrics.json's top level is the latest evaluation
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
