@@ -103,19 +103,13 @@ def compare_samplers(
     from tqdm.auto import tqdm
 
     from hfgen.pipelines import load_pipeline
-    from hfgen.pipelines.scheduling import check_num_inference_steps, make_scheduler, scheduler_options
+    from hfgen.pipelines.scheduling import check_num_inference_steps, make_scheduler
 
     pipeline = load_pipeline(output_dir)
     if "scheduler" not in getattr(pipeline, "components", {}):
         raise HfgenError(f"{output_dir} is not a diffusion model: compare-samplers needs a scheduler to swap")
     configs = _sampler_configs(configs, extra_configs, pipeline.scheduler.config.num_train_timesteps)
-    overrides = {name: {k: v for k, v in (scheduler_config or {}).items() if k in scheduler_options(name)}
-                 for name, _ in configs}  # fmt: skip
-    unused = set(scheduler_config or {}).difference(*overrides.values())
-    if unused:
-        raise UnknownNameError(
-            f"no sampler of this comparison has the config option {', '.join(map(repr, sorted(unused)))}"
-        )
+    overrides = _overrides_by_sampler(configs, scheduler_config or {})
     for name, steps in configs:  # every step count checked before the first sampler runs
         check_num_inference_steps(make_scheduler(name, pipeline.scheduler.config, **overrides[name]), steps)
     scorer = None
@@ -126,21 +120,7 @@ def compare_samplers(
         shown.append(result.images[:SHOWN_PER_SAMPLER].cpu())
         if scorer is None:
             scorer = make_scorer(output_dir, reference, features, result.images, seed)
-        metrics = scorer.score(result.images)
-        rows.append(
-            {
-                "scheduler": name,
-                "scheduler_class": result.scheduler_name,
-                "num_inference_steps": steps,
-                "nfe": result.network_evaluations,
-                "num_images": num_images,
-                **{k: metrics[k] for k in ("fid", "kid_mean", "kid_std", "cmmd", "precision", "recall", "coverage")},
-                "images_per_second": num_images / seconds,
-                "seconds": seconds,
-                "mixed_precision": mixed_precision,
-                "scheduler_config": dict(result.scheduler_config),  # as applied: each row its own
-            }
-        )
+        rows.append(_row(name, steps, result, seconds, scorer.score(result.images), mixed_precision))
     baseline = next(row for row in rows if row["scheduler"] == "ddpm")
     for row in rows:
         row["speedup_vs_ddpm"] = baseline["seconds"] / row["seconds"]
@@ -158,6 +138,42 @@ def compare_samplers(
         row_labels=[f"{row['scheduler']}-{row['num_inference_steps']}" for row in rows],
     )
     return rows
+
+
+def _overrides_by_sampler(configs: list[tuple[str, int]], scheduler_config: dict) -> dict[str, dict]:
+    """``{scheduler name: the options of scheduler_config it has}``.
+
+    Raises:
+        UnknownNameError: for an option none of the schedulers has.
+    """
+    from hfgen.pipelines.scheduling import scheduler_options
+
+    overrides = {}
+    for name, _ in configs:
+        options = scheduler_options(name)
+        overrides[name] = {key: value for key, value in scheduler_config.items() if key in options}
+    unused = set(scheduler_config).difference(*overrides.values())
+    if unused:
+        raise UnknownNameError(
+            f"no sampler of this comparison has the config option {', '.join(map(repr, sorted(unused)))}"
+        )
+    return overrides
+
+
+def _row(name: str, steps: int, result, seconds: float, metrics: dict, mixed_precision: str) -> dict:
+    """One sampler's row (before ``speedup_vs_ddpm`` and the floor are added)."""
+    return {
+        "scheduler": name,
+        "scheduler_class": result.scheduler_name,
+        "num_inference_steps": steps,
+        "nfe": result.network_evaluations,
+        "num_images": len(result.images),
+        **{k: metrics[k] for k in ("fid", "kid_mean", "kid_std", "cmmd", "precision", "recall", "coverage")},
+        "images_per_second": len(result.images) / seconds,
+        "seconds": seconds,
+        "mixed_precision": mixed_precision,
+        "scheduler_config": dict(result.scheduler_config),  # as applied: each row its own
+    }
 
 
 def comparison_markdown(rows: list[dict], floor: dict) -> str:

@@ -98,6 +98,23 @@ def _add_likelihood(metrics: dict, pipeline, scorer: MetricScorer, conditional: 
             metrics.update(png_bits_per_dim(held_out))
 
 
+def _sampling_record(result: SamplingResult, seconds: float, seed: int, pipeline_kwargs, mixed_precision) -> dict:
+    """How an evaluation sampled: the scheduler, steps, NFE, speed and every sampling option. The options are always
+    there (empty or "no" without), because metrics.json's top level is the latest evaluation, not a leftover of an
+    earlier one; ``scheduler_config`` as the sampling scheduler applied it."""
+    return {
+        "scheduler": result.scheduler_name,
+        "num_inference_steps": result.num_inference_steps,
+        "nfe": result.network_evaluations,
+        "images_per_second": len(result.images) / seconds,
+        "sampling_seconds": seconds,
+        "seed": seed,
+        "pipeline_kwargs": dict(pipeline_kwargs or {}),
+        "scheduler_config": dict(result.scheduler_config),
+        "mixed_precision": mixed_precision,
+    }
+
+
 def evaluate_pipeline(
     output_dir: str,
     num_images: int = 1000,
@@ -166,18 +183,7 @@ def evaluate_pipeline(
     if conditional:
         metrics.update(class_conditional=True, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
     _add_likelihood(metrics, pipeline, scorer, conditional, seed)
-    metrics.update(
-        scheduler=result.scheduler_name,
-        num_inference_steps=result.num_inference_steps,
-        nfe=result.network_evaluations,
-        images_per_second=num_images / seconds,
-        sampling_seconds=seconds,
-        seed=seed,
-    )
-    # always (empty without): metrics.json's top level is the latest evaluation, not a leftover of an earlier one
-    metrics["pipeline_kwargs"] = dict(pipeline_kwargs or {})
-    metrics["scheduler_config"] = dict(result.scheduler_config)  # as applied
-    metrics["mixed_precision"] = mixed_precision  # always: metrics.json's top level is the latest evaluation
+    metrics.update(_sampling_record(result, seconds, seed, pipeline_kwargs, mixed_precision))
     if write and os.path.isdir(output_dir):
         save_metrics(output_dir, metrics)
     return (metrics, result) if return_samples else metrics

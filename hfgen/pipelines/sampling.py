@@ -202,13 +202,21 @@ def _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, sched
     return _SamplerPlan(sampler, pipeline.unet, type(sched).__name__, kwargs, num_inference_steps, applied)
 
 
-def _own_plan(pipeline, components: dict, scheduler_name, num_inference_steps, show_progress: bool) -> _SamplerPlan:
+def _own_plan(
+    pipeline, components: dict, scheduler_name, num_inference_steps, show_progress: bool, scheduler_config=None
+) -> _SamplerPlan:
     """Sample ``pipeline`` through its own ``__call__`` (a scheduler diffusers does not ship, or a one-shot generator).
 
     Raises:
         HfgenError: for ``num_inference_steps`` other than 1 for a one-shot generator, or a ``scheduler_name`` (or
-            ``num_inference_steps`` for a pipeline with its own scheduler), which it has no diffusers scheduler for.
+            ``num_inference_steps`` for a pipeline with its own scheduler) or ``scheduler_config``, which it has no
+            diffusers scheduler for.
     """
+    if scheduler_config:
+        raise HfgenError(
+            f"{type(pipeline).__name__} has no diffusers scheduler whose config could be changed; drop "
+            "--scheduler_config (set its own sampling options with --pipeline_kwargs)"
+        )
     own_scheduler = "scheduler" in components
     if not own_scheduler and num_inference_steps not in (None, 1):
         raise HfgenError(
@@ -231,6 +239,22 @@ def _own_plan(pipeline, components: dict, scheduler_name, num_inference_steps, s
         pipeline.set_progress_bar_config(disable=True)
     name = type(components["scheduler"]).__name__ if "scheduler" in components else type(pipeline).__name__
     return _SamplerPlan(pipeline, components.get("unet"), name, {}, num_inference_steps)
+
+
+def _precision(pipeline, plan: _SamplerPlan, mixed_precision: str):
+    """The context the batches are sampled in: `bf16_network` on the counted network for ``"bf16"``.
+
+    Raises:
+        HfgenError: for ``"bf16"`` with a one-shot generator (no network evaluated many times).
+    """
+    if mixed_precision != "bf16":
+        return contextlib.nullcontext()
+    if plan.network is None:
+        raise HfgenError(
+            f"{type(pipeline).__name__} samples in one network evaluation; mixed_precision bf16 is for diffusion "
+            "models (DDPM, NCSN), whose many steps it speeds up: drop it"
+        )
+    return bf16_network(plan.network)
 
 
 def _extra_call_arguments(sampler, pipeline_kwargs: dict, guidance_scale) -> dict:
@@ -354,9 +378,8 @@ def sample_images(
             ``mixed_precision`` other than ``"no"``/``"bf16"`` (``"bf16"`` for a one-shot generator), or a
             ``scheduler_config`` for a pipeline without a diffusers scheduler (one-shot generators, NCSN).
         UnknownNameError: for a ``scheduler_config`` option the scheduler does not have (the message lists its own).
-        ConfigurationError: for a ``scheduler_config`` option fixed by training (the noise schedule, the prediction
-            type) or a value of the wrong type or range (see `hfgen.pipelines.scheduling.make_scheduler`).
-        ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`).
+        ConfigurationError: for a step count the scheduler cannot run (`check_num_inference_steps`), or a
+            ``scheduler_config`` option fixed by training or with a wrong value (`make_scheduler`).
     """
     if num_images <= 0 or batch_size <= 0:
         raise HfgenError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")
@@ -370,22 +393,9 @@ def sample_images(
     if "unet" in components and swappable:
         plan = _diffusers_plan(pipeline, scheduler_name, num_inference_steps, labels, scheduler_config)
     else:
-        if scheduler_config:
-            raise HfgenError(
-                f"{type(pipeline).__name__} has no diffusers scheduler whose config could be changed; drop "
-                "--scheduler_config (set its own sampling options with --pipeline_kwargs)"
-            )
-        plan = _own_plan(pipeline, components, scheduler_name, num_inference_steps, show_progress)
+        plan = _own_plan(pipeline, components, scheduler_name, num_inference_steps, show_progress, scheduler_config)
     plan.kwargs.update(_extra_call_arguments(plan.sampler, pipeline_kwargs, guidance_scale))
-    precision = contextlib.nullcontext()
-    if mixed_precision == "bf16":
-        if plan.network is None:
-            raise HfgenError(
-                f"{type(pipeline).__name__} samples in one network evaluation; mixed_precision bf16 is for diffusion "
-                "models (DDPM, NCSN), whose many steps it speeds up: drop it"
-            )
-        precision = bf16_network(plan.network)
-    with precision:
+    with _precision(pipeline, plan, mixed_precision):
         images, per_image = _sample_in_batches(plan, num_images, batch_size, generator, labels, show_progress)
     num_inference_steps = plan.num_inference_steps
     if num_inference_steps is None:  # a pipeline with its own sampler: its steps, or one shot
