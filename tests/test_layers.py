@@ -83,3 +83,18 @@ def test_every_package_is_installed():
     listed = set(config["options"]["packages"].split())
     found = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
     assert found <= listed, f"add {sorted(found - listed)} to [options] packages in setup.cfg"
+
+
+def test_no_file_over_500_lines_and_no_function_over_80():
+    """Issue 17's size limits, so that a change that grows a room past them fails here rather than in a review."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 500:
+            too_long.append(f"{path.relative_to(PACKAGE.parent)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, too_long
