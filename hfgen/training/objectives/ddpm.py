@@ -37,7 +37,7 @@ class DDPMArguments(UNetArguments):
             "help": f"How samplers with fewer steps than --ddpm_num_steps pick their timesteps (diffusers' "
             f"timestep_spacing, saved in the scheduler config): {', '.join(TIMESTEP_SPACINGS)}. 'trailing' starts "
             "at the last trained timestep, i.e. at pure noise (Lin et al. 2024, 'Common Diffusion Noise Schedules "
-            "and Sample Steps are Flawed', table 2); 'leading' (diffusers' default) starts before it (DDIM-50 of "
+            "and Sample Steps are Flawed', fix 3); 'leading' (diffusers' default) starts before it (DDIM-50 of "
             "1,000 steps at t = 980)."
         },
     )
