@@ -380,6 +380,7 @@ def _compare(argv: list[str]) -> None:
         features=args.features,
         family_flags=args.family_flags,
         command="hfgen compare " + " ".join(argv),
+        mixed_precision=args.mixed_precision,
         **data_flags,
     )
     failed = [row for row in rows if row["status"] != "ok"]

@@ -106,3 +106,19 @@ def test_trilemma_scores_put_the_floor_and_the_fastest_sampler_on_the_outer_edge
     quality, coverage, speed = scores["ddpm (ddpm-1000)"]
     assert (quality, coverage) == (1.0, 1.0)  # at the floor; coverage above the floor's is capped
     assert speed == pytest.approx(1 - math.log10(1000) / 4)  # 1000x slower than the fastest
+
+
+def test_mixed_precision_bf16_samples_only_the_diffusion_families_in_bf16(tmp_path):
+    out = tmp_path / "c"
+    tiny_ddpm = "ddpm.block_out_channels=8,16;ddpm.attention_levels=none;ddpm.norm_num_groups=4;ddpm.ddpm_num_steps=50"
+    result = hfgen_cli("compare", "--models", "vae,ddpm", "--max_train_steps", "2", "--num_images", "70",
+                       "--output_dir", out, "--mixed_precision", "bf16", "--family_flags", tiny_ddpm)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = json.loads((out / "compare.json").read_text())
+    assert written["mixed_precision"] == "bf16" and "--mixed_precision bf16" in written["command"]
+    vae, *ddpm = written["rows"]
+    assert vae["mixed_precision"] == "no" and "bf16" not in vae["sampler"]  # one network evaluation: nothing to gain
+    assert len(ddpm) == 3 and all(row["mixed_precision"] == "bf16" and "bf16 UNet" in row["sampler"] for row in ddpm)
+    assert "ddpm (ddpm-50, bf16 UNet)" in (out / "compare.md").read_text()
+    line = error_line(hfgen_cli("compare", "--models", "vae", "--mixed_precision", "fp16"))
+    assert "--mixed_precision must be one of no, bf16, got 'fp16'" in line

@@ -156,3 +156,15 @@ def write_outputs(
             title=f"The first {SHOWN_PER_MODEL} samples of every family ({header['data']}, seed {header['seed']})",
             row_labels=shown_labels,
         )
+
+
+def equivalent_command(
+    names, budget_minutes, max_train_steps, num_images, output_dir, seed, data_flags, mixed_precision="no"
+) -> str:
+    """The `hfgen compare` line that repeats a Python `hfgen.compare(...)` call, for the outputs' "Command:"."""
+    parts = ["hfgen compare", f"--models {','.join(names)}"]
+    parts.append(f"--max_train_steps {max_train_steps}" if max_train_steps else f"--budget_minutes {budget_minutes:g}")
+    parts += [f"--num_images {num_images}", f"--output_dir {output_dir}", f"--seed {seed}"]
+    parts += [f"--mixed_precision {mixed_precision}"] if mixed_precision != "no" else []
+    parts += [f"--{key} {value}" for key, value in data_flags.items() if value is not None]
+    return " ".join(parts)
