@@ -105,8 +105,13 @@ def scheduler_options(name: str) -> list[str]:
     Raises:
         UnknownNameError: for an unknown name; the message lists the valid ones.
     """
-    cls = _scheduler_class(name)[0]
-    return [option for option in inspect.signature(cls.__init__).parameters if option not in ("self", "kwargs")]
+    return list(_option_defaults(_scheduler_class(name)[0]))
+
+
+def _option_defaults(cls) -> dict:
+    """``{option: default}`` of a diffusers scheduler class, from its ``__init__`` signature."""
+    parameters = inspect.signature(cls.__init__).parameters
+    return {name: p.default for name, p in parameters.items() if name not in ("self", "kwargs")}
 
 
 def _scheduler_class(name: str):
@@ -120,9 +125,10 @@ def _scheduler_class(name: str):
     return cls, extra
 
 
-def _check_overrides(cls, options: list[str], defaults: dict, overrides: dict) -> None:
+def _check_overrides(cls, defaults: dict, overrides: dict) -> None:
     """Refuse overrides ``cls`` does not have, that training fixed, or whose type differs from the value they
-    replace (``"false"`` for a bool would be truthy in diffusers and clip all the same)."""
+    replace in ``defaults`` (``"false"`` for a bool would be truthy in diffusers and clip all the same)."""
+    options = list(_option_defaults(cls))
     allowed = [option for option in options if option not in TRAINED_OPTIONS]
     unknown = sorted(set(overrides) - set(options))
     if unknown:
@@ -192,7 +198,7 @@ def make_scheduler(name: str, config, **overrides):
     """
     cls, extra = _scheduler_class(name)
     if overrides:
-        _check_overrides(cls, scheduler_options(name), {**cls.from_config(config, **extra).config, **extra}, overrides)
+        _check_overrides(cls, {**_option_defaults(cls), **config, **extra}, overrides)
     try:
         scheduler = cls.from_config(config, **{**extra, **overrides})
     except (ValueError, TypeError, NotImplementedError) as err:
